@@ -1,0 +1,10 @@
+//! The admin REST API, behind the master key.
+
+pub mod virtual_keys;
+
+use actix_web::web;
+
+/// Registers the admin routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    virtual_keys::configure(cfg);
+}

@@ -1,0 +1,8 @@
+//! Credentials: where they are read from, how they are compared, and what they prove.
+//! Handlers see the result (an extractor or a principal), never raw headers.
+
+pub mod credentials;
+pub mod master_key;
+pub mod secrets;
+
+pub use master_key::AdminAuth;

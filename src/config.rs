@@ -1,0 +1,458 @@
+//! Configuration: compiled-in defaults, a profile file, the environment and command-line flags, merged
+//! in that order and checked before anything starts.
+//!
+//! Every setting must exist in `config/default.toml`; that file is the schema. Values from the
+//! environment are strings, so they are converted to the type the default has, and an error names both
+//! the setting and where its value came from.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The defaults, compiled in so that the binary starts on its own.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Environment names that users of the original systems already set, and the setting each one feeds.
+pub const LEGACY_ENV: &[(&str, &str)] = &[
+    ("CONDUIT_MASTER_KEY", "admin.master_key"),
+    ("DATABASE_URL", "database.url"),
+    ("REDIS_URL", "redis.url"),
+];
+
+/// Prefix of the structured environment overrides: `SWITCHYARD__SECTION__KEY`.
+pub const ENV_PREFIX: &str = "SWITCHYARD__";
+
+/// Why the configuration could not be loaded; the text names the setting and the source of its value.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{source_name}: {message}")]
+    Invalid { source_name: String, message: String },
+    #[error("cannot read {path}: {error}")]
+    Read { path: String, error: std::io::Error },
+}
+
+impl ConfigError {
+    fn invalid(source_name: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Invalid { source_name: source_name.into(), message: message.into() }
+    }
+}
+
+/// The whole configuration, one field per section of `config/default.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub redis: RedisConfig,
+    pub admin: AdminConfig,
+    pub log: LogConfig,
+}
+
+/// `[server]`: where and how the HTTP server listens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub bind: String,
+    pub workers: usize,
+    pub data_dir: PathBuf,
+    pub public_url: String,
+}
+
+/// `[database]`: SQLite by default, PostgreSQL for several nodes.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub pool_size: usize,
+    pub acquire_timeout_ms: u64,
+}
+
+/// `[redis]`: optional on one node.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    pub url: String,
+    pub pool_size: usize,
+    pub timeout_ms: u64,
+}
+
+/// `[admin]`: the master key.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    pub master_key: String,
+}
+
+/// `[log]`: the tracing filter.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub level: String,
+}
+
+// URLs may carry passwords and the master key is a secret: Debug shows neither.
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &redact_url(&self.url))
+            .field("pool_size", &self.pool_size)
+            .field("acquire_timeout_ms", &self.acquire_timeout_ms)
+            .finish()
+    }
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &redact_url(&self.url))
+            .field("pool_size", &self.pool_size)
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
+}
+
+impl fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = if self.master_key.is_empty() { "<unset>" } else { "<redacted>" };
+        f.debug_struct("AdminConfig").field("master_key", &shown).finish()
+    }
+}
+
+/// Replaces the password of `scheme://user:password@host` with `***`.
+pub fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if let Some((userinfo, host)) = rest.split_once('@') {
+            let user = userinfo.split(':').next().unwrap_or("");
+            if userinfo.contains(':') {
+                return format!("{scheme}://{user}:***@{host}");
+            }
+        }
+    }
+    url.to_string()
+}
+
+/// Where the settings come from. Tests build one by hand; the binary uses [`ConfigSources::from_process`].
+#[derive(Debug, Clone, Default)]
+pub struct ConfigSources {
+    /// Profile name: `config/<profile>.toml` must exist.
+    pub profile: Option<String>,
+    /// Folder holding the profile files.
+    pub config_dir: PathBuf,
+    /// The environment (only `SWITCHYARD__*` and the legacy names are read).
+    pub env: HashMap<String, String>,
+    /// Command-line overrides as (dotted setting, raw value).
+    pub overrides: Vec<(String, String)>,
+}
+
+impl ConfigSources {
+    /// The process environment, with profile from the flag or `SWITCHYARD_PROFILE`.
+    pub fn from_process(profile: Option<String>, config_dir: Option<PathBuf>) -> Self {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        let profile = profile.or_else(|| env.get("SWITCHYARD_PROFILE").cloned()).filter(|p| !p.is_empty());
+        let config_dir = config_dir
+            .or_else(|| env.get("SWITCHYARD_CONFIG_DIR").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("config"));
+        ConfigSources { profile, config_dir, env, overrides: Vec::new() }
+    }
+}
+
+impl Config {
+    /// Merges every source over the defaults and checks the result.
+    pub fn load(sources: &ConfigSources) -> Result<Config, ConfigError> {
+        let defaults: toml::Table = DEFAULT_TOML
+            .parse()
+            .map_err(|e| ConfigError::invalid("config/default.toml", format!("{e}")))?;
+        let mut merged = defaults.clone();
+        // Which source set each dotted setting, for error messages.
+        let mut origin: BTreeMap<String, String> = BTreeMap::new();
+
+        if let Some(profile) = &sources.profile {
+            if profile.contains(['/', '\\']) || profile.starts_with('.') {
+                return Err(ConfigError::invalid("profile", format!("'{profile}' is not a profile name")));
+            }
+            let path = sources.config_dir.join(format!("{profile}.toml"));
+            let text = std::fs::read_to_string(&path)
+                .map_err(|error| ConfigError::Read { path: path.display().to_string(), error })?;
+            let table: toml::Table =
+                text.parse().map_err(|e| ConfigError::invalid(path.display().to_string(), format!("{e}")))?;
+            merge_file(&mut merged, &defaults, &table, "", &path, &mut origin)?;
+        }
+
+        for (env_name, setting) in LEGACY_ENV {
+            if let Some(raw) = sources.env.get(*env_name) {
+                set_raw(&mut merged, &defaults, setting, raw, env_name)?;
+                origin.insert(setting.to_string(), env_name.to_string());
+            }
+        }
+
+        let mut structured: Vec<(&String, &String)> =
+            sources.env.iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
+        structured.sort();
+        for (env_name, raw) in structured {
+            let setting = env_name[ENV_PREFIX.len()..].to_ascii_lowercase().replace("__", ".");
+            set_raw(&mut merged, &defaults, &setting, raw, env_name)?;
+            origin.insert(setting, env_name.clone());
+        }
+
+        for (setting, raw) in &sources.overrides {
+            let flag = format!("--{}", setting.rsplit('.').next().unwrap_or(setting));
+            set_raw(&mut merged, &defaults, setting, raw, &flag)?;
+            origin.insert(setting.clone(), flag);
+        }
+
+        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(merged)).map_err(|e| {
+            let path = e.path().to_string();
+            let source_name = origin.get(&path).cloned().unwrap_or_else(|| path.clone());
+            ConfigError::invalid(source_name, format!("{path}: {}", e.inner()))
+        })?;
+        config.validate(&origin)?;
+        Ok(config)
+    }
+
+    fn validate(&self, origin: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+        let named = |setting: &str| match origin.get(setting) {
+            Some(src) if src != setting => format!("{setting} (from {src})"),
+            _ => setting.to_string(),
+        };
+        if self.server.bind.parse::<SocketAddr>().is_err() {
+            return Err(ConfigError::invalid(
+                named("server.bind"),
+                format!("'{}' is not an address like 127.0.0.1:8080", self.server.bind),
+            ));
+        }
+        if !self.server.public_url.is_empty()
+            && !(self.server.public_url.starts_with("http://") || self.server.public_url.starts_with("https://"))
+        {
+            return Err(ConfigError::invalid(named("server.public_url"), "must start with http:// or https://"));
+        }
+        if let Err(message) = crate::db::DatabaseKind::parse(&self.database.url) {
+            return Err(ConfigError::invalid(named("database.url"), message));
+        }
+        if self.database.pool_size == 0 {
+            return Err(ConfigError::invalid(named("database.pool_size"), "must be at least 1"));
+        }
+        let redis = &self.redis.url;
+        if !redis.is_empty() && !(redis.starts_with("redis://") || redis.starts_with("rediss://")) {
+            return Err(ConfigError::invalid(named("redis.url"), "must start with redis:// or rediss://"));
+        }
+        if self.redis.pool_size == 0 {
+            return Err(ConfigError::invalid(named("redis.pool_size"), "must be at least 1"));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return Err(ConfigError::invalid(named("log.level"), format!("'{}': {e}", self.log.level)));
+        }
+        Ok(())
+    }
+
+    /// Where the embedded SQLite database lives when no URL is configured.
+    pub fn sqlite_default_path(&self) -> PathBuf {
+        self.server.data_dir.join("switchyard.sqlite3")
+    }
+
+    /// The bind address, already validated by [`Config::load`].
+    pub fn bind_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.server
+            .bind
+            .parse()
+            .map_err(|_| ConfigError::invalid("server.bind", format!("'{}' is not an address", self.server.bind)))
+    }
+}
+
+/// Overlays a profile file, refusing settings the defaults do not define.
+fn merge_file(
+    target: &mut toml::Table,
+    defaults: &toml::Table,
+    overlay: &toml::Table,
+    prefix: &str,
+    file: &Path,
+    origin: &mut BTreeMap<String, String>,
+) -> Result<(), ConfigError> {
+    for (key, value) in overlay {
+        let setting = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        let Some(default) = defaults.get(key) else {
+            return Err(ConfigError::invalid(file.display().to_string(), format!("unknown setting '{setting}'")));
+        };
+        match (default, value) {
+            (toml::Value::Table(d), toml::Value::Table(v)) => {
+                let Some(toml::Value::Table(t)) = target.get_mut(key) else {
+                    return Err(ConfigError::invalid(file.display().to_string(), format!("'{setting}' is not a section")));
+                };
+                merge_file(t, d, v, &setting, file, origin)?;
+            }
+            (toml::Value::Table(_), _) | (_, toml::Value::Table(_)) => {
+                return Err(ConfigError::invalid(
+                    file.display().to_string(),
+                    format!("'{setting}' must be a {}", type_name(default)),
+                ));
+            }
+            _ => {
+                target.insert(key.clone(), value.clone());
+                origin.insert(setting, file.display().to_string());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sets one dotted setting from a raw string, converted to the type its default has.
+fn set_raw(
+    target: &mut toml::Table,
+    defaults: &toml::Table,
+    setting: &str,
+    raw: &str,
+    source_name: &str,
+) -> Result<(), ConfigError> {
+    let parts: Vec<&str> = setting.split('.').collect();
+    let (last, sections) = match parts.split_last() {
+        Some(split) => split,
+        None => return Err(ConfigError::invalid(source_name, "empty setting name")),
+    };
+    let unknown = || ConfigError::invalid(source_name, format!("unknown setting '{setting}'"));
+    let mut table = target;
+    let mut default_table = defaults;
+    for section in sections {
+        default_table = match default_table.get(*section) {
+            Some(toml::Value::Table(t)) => t,
+            _ => return Err(unknown()),
+        };
+        table = match table.get_mut(*section) {
+            Some(toml::Value::Table(t)) => t,
+            _ => return Err(unknown()),
+        };
+    }
+    let default = default_table.get(*last).ok_or_else(unknown)?;
+    let value = coerce(raw, default).map_err(|expected| {
+        let shown = if is_secret_setting(setting) { "<redacted>".to_string() } else { format!("'{raw}'") };
+        ConfigError::invalid(source_name, format!("{setting}: expected {expected}, got {shown}"))
+    })?;
+    table.insert(last.to_string(), value);
+    Ok(())
+}
+
+fn is_secret_setting(setting: &str) -> bool {
+    ["key", "secret", "password", "token"].iter().any(|s| setting.contains(s))
+}
+
+fn type_name(value: &toml::Value) -> &'static str {
+    match value {
+        toml::Value::String(_) => "string",
+        toml::Value::Integer(_) => "whole number",
+        toml::Value::Float(_) => "number",
+        toml::Value::Boolean(_) => "true or false",
+        toml::Value::Datetime(_) => "date-time",
+        toml::Value::Array(_) => "comma-separated list",
+        toml::Value::Table(_) => "section",
+    }
+}
+
+fn coerce(raw: &str, like: &toml::Value) -> Result<toml::Value, &'static str> {
+    let trimmed = raw.trim();
+    Ok(match like {
+        toml::Value::String(_) => toml::Value::String(raw.to_string()),
+        toml::Value::Integer(_) => toml::Value::Integer(trimmed.parse().map_err(|_| type_name(like))?),
+        toml::Value::Float(_) => toml::Value::Float(trimmed.parse().map_err(|_| type_name(like))?),
+        toml::Value::Boolean(_) => toml::Value::Boolean(match trimmed.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => true,
+            "false" | "0" | "no" | "off" => false,
+            _ => return Err(type_name(like)),
+        }),
+        toml::Value::Array(_) => toml::Value::Array(
+            trimmed
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_string()))
+                .collect(),
+        ),
+        toml::Value::Datetime(_) | toml::Value::Table(_) => return Err(type_name(like)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sources(env: &[(&str, &str)]) -> ConfigSources {
+        ConfigSources {
+            profile: None,
+            config_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/config")),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            overrides: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn defaults_load_and_bind_loopback() {
+        let config = Config::load(&sources(&[])).expect("defaults load");
+        assert_eq!(config.server.bind, "127.0.0.1:8080");
+        assert!(config.database.url.is_empty());
+        assert!(config.admin.master_key.is_empty());
+    }
+
+    #[test]
+    fn precedence_is_profile_then_legacy_then_structured_then_flags() {
+        let mut s = sources(&[("DATABASE_URL", "postgres://a@h/db"), ("SWITCHYARD__SERVER__WORKERS", "3")]);
+        s.profile = Some("production".into());
+        let c = Config::load(&s).unwrap();
+        assert_eq!(c.server.bind, "0.0.0.0:8080", "profile overrides default");
+        assert_eq!(c.database.url, "postgres://a@h/db", "legacy env name is honoured");
+        assert_eq!(c.server.workers, 3, "structured env is converted to the default's type");
+
+        s.env.insert("SWITCHYARD__DATABASE__URL".into(), "sqlite://x.db".into());
+        s.overrides.push(("server.bind".into(), "127.0.0.1:9999".into()));
+        let c = Config::load(&s).unwrap();
+        assert_eq!(c.database.url, "sqlite://x.db", "structured env beats the legacy name");
+        assert_eq!(c.server.bind, "127.0.0.1:9999", "flag beats everything");
+    }
+
+    #[test]
+    fn master_key_from_conduit_env_name() {
+        let c = Config::load(&sources(&[("CONDUIT_MASTER_KEY", "mk-123")])).unwrap();
+        assert_eq!(c.admin.master_key, "mk-123");
+        assert!(!format!("{c:?}").contains("mk-123"), "Debug never shows the key");
+    }
+
+    #[test]
+    fn bad_values_name_the_setting_and_source() {
+        let err = Config::load(&sources(&[("SWITCHYARD__SERVER__BIND", "nope")])).unwrap_err().to_string();
+        assert!(err.contains("server.bind") && err.contains("SWITCHYARD__SERVER__BIND"), "{err}");
+
+        let err = Config::load(&sources(&[("SWITCHYARD__SERVER__WORKERS", "many")])).unwrap_err().to_string();
+        assert!(err.contains("server.workers") && err.contains("whole number"), "{err}");
+
+        let err = Config::load(&sources(&[("SWITCHYARD__SERVER__BINDD", "x")])).unwrap_err().to_string();
+        assert!(err.contains("unknown setting 'server.bindd'"), "{err}");
+
+        let err = Config::load(&sources(&[("REDIS_URL", "http://x")])).unwrap_err().to_string();
+        assert!(err.contains("redis.url") && err.contains("REDIS_URL"), "{err}");
+
+        let err = Config::load(&sources(&[("DATABASE_URL", "mysql://x")])).unwrap_err().to_string();
+        assert!(err.contains("database.url"), "{err}");
+
+        let mut s = sources(&[]);
+        s.profile = Some("nosuch".into());
+        assert!(Config::load(&s).unwrap_err().to_string().contains("nosuch.toml"));
+    }
+
+    #[test]
+    fn secrets_are_not_echoed_in_errors() {
+        let mut defaults: toml::Table = DEFAULT_TOML.parse().unwrap();
+        let d = defaults.clone();
+        // A secret setting with a wrong type would echo its value; make sure it does not.
+        if let Some(toml::Value::Table(admin)) = defaults.get_mut("admin") {
+            admin.insert("master_key".into(), toml::Value::Integer(1));
+        }
+        let err = set_raw(&mut defaults.clone(), &defaults, "admin.master_key", "s3cret", "X").unwrap_err();
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+        let _ = d;
+    }
+
+    #[test]
+    fn redacts_url_passwords() {
+        assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact_url("redis://h:6379"), "redis://h:6379");
+    }
+}

@@ -1,0 +1,22 @@
+//! Table definitions shared by both backends: only types that SQLite and PostgreSQL map alike.
+
+diesel::table! {
+    virtual_keys (id) {
+        id -> BigInt,
+        key_name -> Text,
+        key_hash -> Text,
+        key_prefix -> Text,
+        description -> Nullable<Text>,
+        is_enabled -> Bool,
+        expires_at -> Nullable<BigInt>,
+        allowed_models -> Nullable<Text>,
+        rate_limit_rpm -> Nullable<Integer>,
+        rate_limit_rpd -> Nullable<Integer>,
+        max_connections -> Nullable<Integer>,
+        max_budget -> Nullable<Double>,
+        current_spend -> Double,
+        metadata -> Nullable<Text>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}

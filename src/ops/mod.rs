@@ -1,0 +1,4 @@
+//! Operations: health checks and request logging.
+
+pub mod health;
+pub mod request_log;
