@@ -23,7 +23,10 @@ pub enum StartError {
     #[error("redis.url: {0}")]
     Redis(String),
     #[error("cannot listen on {addr}: {error}")]
-    Bind { addr: SocketAddr, error: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
 }
 
 /// A started server: its real address (useful with port 0) and a handle to stop it.
@@ -41,16 +44,21 @@ impl RunningServer {
 }
 
 /// Builds the shared state: migrations first (so no request ever meets an old schema), then pools.
-pub fn prepare(config: Config) -> Result<AppState, StartError> {
+pub async fn prepare(config: Config) -> Result<AppState, StartError> {
     let kind = DatabaseKind::resolve(&config)?;
-    let applied = db::migrate(&config)?;
+    let applied = db::migrate(&config).await?;
     tracing::info!(backend = kind.name(), applied, "database ready");
     let db = Database::connect(&config)?;
     let redis = crate::redis_pool::connect(&config.redis).map_err(StartError::Redis)?;
     if config.admin.master_key.is_empty() {
         tracing::warn!("{}", crate::auth::master_key::NO_MASTER_KEY);
     }
-    Ok(AppState { config: Arc::new(config), db, redis, started_at: Instant::now() })
+    Ok(AppState {
+        config: Arc::new(config),
+        db,
+        redis,
+        started_at: Instant::now(),
+    })
 }
 
 /// Registers every route of the application.
@@ -60,19 +68,23 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// Starts listening. The returned server must be awaited (or spawned) to serve.
-pub fn start(config: Config) -> Result<RunningServer, StartError> {
+pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let addr = config.bind_addr()?;
     let workers = match config.server.workers {
-        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
         n => n,
     };
-    let state = web::Data::new(prepare(config)?);
+    let state = web::Data::new(prepare(config).await?);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
-            .app_data(web::PathConfig::default().error_handler(|e, _| {
-                crate::error::ApiError::InvalidRequest(e.to_string()).into()
-            }))
+            .app_data(
+                web::PathConfig::default().error_handler(|e, _| {
+                    crate::error::ApiError::InvalidRequest(e.to_string()).into()
+                }),
+            )
             .app_data(web::QueryConfig::default().error_handler(|e, _| {
                 crate::error::ApiError::InvalidRequest(format!("Invalid query string: {e}")).into()
             }))
@@ -86,5 +98,9 @@ pub fn start(config: Config) -> Result<RunningServer, StartError> {
     let addr = server.addrs().first().copied().unwrap_or(addr);
     let server = server.run();
     tracing::info!(%addr, workers, "switchyard listening");
-    Ok(RunningServer { addr, handle: server.handle(), server })
+    Ok(RunningServer {
+        addr,
+        handle: server.handle(),
+        server,
+    })
 }

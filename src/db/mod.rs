@@ -100,12 +100,18 @@ macro_rules! with_conn {
     ($db:expr, |$conn:ident| $body:expr) => {
         match $db {
             $crate::db::Database::Postgres(pool) => {
-                let mut pooled = pool.get().await.map_err(|e| $crate::db::DbError::Unavailable(e.to_string()))?;
+                let mut pooled = pool
+                    .get()
+                    .await
+                    .map_err(|e| $crate::db::DbError::Unavailable(e.to_string()))?;
                 let $conn: &mut diesel_async::AsyncPgConnection = &mut pooled;
                 $body
             }
             $crate::db::Database::Sqlite(pool) => {
-                let mut pooled = pool.get().await.map_err(|e| $crate::db::DbError::Unavailable(e.to_string()))?;
+                let mut pooled = pool
+                    .get()
+                    .await
+                    .map_err(|e| $crate::db::DbError::Unavailable(e.to_string()))?;
                 let $conn: &mut $crate::db::SqliteAsync = &mut pooled;
                 $body
             }
@@ -187,11 +193,22 @@ fn ensure_parent_dir(path: &Path) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Applies pending migrations and returns how many ran. It blocks, and runs on a thread of its own
-/// because diesel-async's migration wrapper must not run inside the server's runtime.
-pub fn migrate(config: &Config) -> Result<usize, DbError> {
+/// Applies pending migrations and returns how many ran. The work runs on a thread of its own, because
+/// diesel-async's migration wrapper must not run inside the server's runtime, and the caller's runtime
+/// stays free while it waits.
+pub async fn migrate(config: &Config) -> Result<usize, DbError> {
     let kind = DatabaseKind::resolve(config)?;
-    std::thread::spawn(move || -> Result<usize, DbError> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(migrate_blocking(kind));
+    });
+    result
+        .await
+        .map_err(|_| DbError::Migration("migration thread panicked".into()))?
+}
+
+fn migrate_blocking(kind: DatabaseKind) -> Result<usize, DbError> {
+    {
         match kind {
             DatabaseKind::Sqlite(path) => {
                 ensure_parent_dir(&path)?;
@@ -201,14 +218,13 @@ pub fn migrate(config: &Config) -> Result<usize, DbError> {
                 run_pending(&mut conn, SQLITE_MIGRATIONS)
             }
             DatabaseKind::Postgres(url) => {
-                let mut conn = <AsyncConnectionWrapper<AsyncPgConnection> as Connection>::establish(&url)
-                    .map_err(|e| DbError::Unavailable(e.to_string()))?;
+                let mut conn =
+                    <AsyncConnectionWrapper<AsyncPgConnection> as Connection>::establish(&url)
+                        .map_err(|e| DbError::Unavailable(e.to_string()))?;
                 run_pending(&mut conn, POSTGRES_MIGRATIONS)
             }
         }
-    })
-    .join()
-    .map_err(|_| DbError::Migration("migration thread panicked".into()))?
+    }
 }
 
 fn run_pending<C>(conn: &mut C, migrations: EmbeddedMigrations) -> Result<usize, DbError>
