@@ -20,6 +20,17 @@ pub const LEGACY_ENV: &[(&str, &str)] = &[
     ("CONDUIT_MASTER_KEY", "admin.master_key"),
     ("DATABASE_URL", "database.url"),
     ("REDIS_URL", "redis.url"),
+    ("JWT_SECRET", "jwt.secret"),
+    ("JWT_PUBLIC_KEY", "jwt.public_key"),
+    ("JWT_ALGORITHM", "jwt.algorithm"),
+    ("JWT_ISSUER", "jwt.issuer"),
+    ("JWT_AUDIENCE", "jwt.audience"),
+    ("JWT_CLOCK_SKEW_SECONDS", "jwt.clock_skew_seconds"),
+    ("JWT_TENANT_ID_CLAIM", "jwt.tenant_id_claim"),
+    ("JWT_USER_ID_CLAIM", "jwt.user_id_claim"),
+    ("JWT_SESSION_ID_CLAIM", "jwt.session_id_claim"),
+    ("JWKS_URL", "jwt.jwks_url"),
+    ("JWT_ENTITY_CLAIM", "jwt.entity_claim"),
 ];
 
 /// Prefix of the structured environment overrides: `SWITCHYARD__SECTION__KEY`.
@@ -55,6 +66,7 @@ pub struct Config {
     pub redis: RedisConfig,
     pub admin: AdminConfig,
     pub log: LogConfig,
+    pub jwt: crate::auth::jwt::JwtSettings,
 }
 
 /// `[server]`: where and how the HTTP server listens.
@@ -287,6 +299,10 @@ impl Config {
                 named("redis.pool_size"),
                 "must be at least 1",
             ));
+        }
+        if let Err(e) = crate::auth::jwt::JwtVerifier::from_settings(&self.jwt) {
+            let setting = e.setting;
+            return Err(ConfigError::invalid(named(setting), e.message));
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(ConfigError::invalid(

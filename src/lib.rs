@@ -10,5 +10,6 @@ pub mod logging;
 pub mod ops;
 pub mod redis_pool;
 pub mod server;
+pub mod signalr;
 pub mod state;
 pub mod virtual_keys;

@@ -2,6 +2,7 @@
 //! Handlers see the result (an extractor or a principal), never raw headers.
 
 pub mod credentials;
+pub mod jwt;
 pub mod master_key;
 pub mod secrets;
 
