@@ -67,6 +67,46 @@ pub struct Config {
     pub admin: AdminConfig,
     pub log: LogConfig,
     pub jwt: crate::auth::jwt::JwtSettings,
+    pub signalr: SignalrConfig,
+    pub cors: CorsConfig,
+}
+
+/// `[signalr]`: hub limits and the conformance profile.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignalrConfig {
+    pub conformance: bool,
+    pub detailed_errors: bool,
+    pub max_message_size: usize,
+    pub keep_alive_seconds: u64,
+    pub client_timeout_seconds: u64,
+    pub handshake_timeout_seconds: u64,
+    pub max_outgoing_queue: usize,
+    pub stateful_reconnect_buffer: usize,
+}
+
+impl SignalrConfig {
+    /// Hub options with these settings.
+    pub fn hub_options(&self) -> crate::signalr::HubOptions {
+        use std::time::Duration;
+        crate::signalr::HubOptions {
+            detailed_errors: self.detailed_errors,
+            max_message_size: self.max_message_size,
+            keep_alive: Duration::from_secs(self.keep_alive_seconds),
+            client_timeout: Duration::from_secs(self.client_timeout_seconds),
+            handshake_timeout: Duration::from_secs(self.handshake_timeout_seconds),
+            max_outgoing_queue: self.max_outgoing_queue,
+            stateful_reconnect_buffer: self.stateful_reconnect_buffer,
+            ..crate::signalr::HubOptions::default()
+        }
+    }
+}
+
+/// `[cors]`: which browser origins may call.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsConfig {
+    pub allowed_origins: Vec<String>,
 }
 
 /// `[server]`: where and how the HTTP server listens.
@@ -292,6 +332,25 @@ impl Config {
             return Err(ConfigError::invalid(
                 named("redis.url"),
                 "must start with redis:// or rediss://",
+            ));
+        }
+        let s = &self.signalr;
+        if s.max_message_size < 1024 {
+            return Err(ConfigError::invalid(
+                named("signalr.max_message_size"),
+                "must be at least 1024",
+            ));
+        }
+        if s.keep_alive_seconds == 0 || s.client_timeout_seconds <= s.keep_alive_seconds {
+            return Err(ConfigError::invalid(
+                named("signalr.client_timeout_seconds"),
+                "must be greater than signalr.keep_alive_seconds, which must be at least 1",
+            ));
+        }
+        if s.max_outgoing_queue == 0 || s.handshake_timeout_seconds == 0 {
+            return Err(ConfigError::invalid(
+                named("signalr.max_outgoing_queue"),
+                "limits must be at least 1",
             ));
         }
         if self.redis.pool_size == 0 {

@@ -11,6 +11,7 @@ use actix_web::{web, App, HttpServer};
 use crate::config::Config;
 use crate::db::{self, Database, DatabaseKind};
 use crate::ops;
+use crate::signalr::{Anonymous, HubEndpoint, TransportKind};
 use crate::state::AppState;
 
 /// Why the server could not start. Nothing is left running when this is returned.
@@ -62,9 +63,38 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
 }
 
 /// Registers every route of the application.
-pub fn routes(cfg: &mut web::ServiceConfig) {
+pub fn routes(cfg: &mut web::ServiceConfig, hubs: &[HubEndpoint]) {
     ops::health::configure(cfg);
     crate::admin::configure(cfg);
+    for hub in hubs {
+        hub.configure(cfg);
+    }
+}
+
+/// The hubs this configuration serves. Their actors start on the current arbiter.
+pub fn hubs(config: &Config) -> Vec<HubEndpoint> {
+    let mut hubs = Vec::new();
+    if config.signalr.conformance {
+        tracing::warn!("signalr.conformance is on: test hubs are exposed with detailed errors");
+        let mut options = config.signalr.hub_options();
+        options.detailed_errors = true;
+        let test_hub: Arc<dyn crate::signalr::Hub> = Arc::new(crate::hubs::test_hub::TestHub);
+        hubs.push(HubEndpoint::new(
+            "/testhub",
+            test_hub.clone(),
+            options.clone(),
+            Arc::new(Anonymous),
+        ));
+        let mut no_ws = options;
+        no_ws.transports.retain(|t| *t != TransportKind::WebSockets);
+        hubs.push(HubEndpoint::new(
+            "/testhub-nowebsockets",
+            test_hub,
+            no_ws,
+            Arc::new(Anonymous),
+        ));
+    }
+    hubs
 }
 
 /// Starts listening. The returned server must be awaited (or spawned) to serve.
@@ -76,8 +106,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             .unwrap_or(1),
         n => n,
     };
+    let hubs = hubs(&config);
     let state = web::Data::new(prepare(config).await?);
     let server = HttpServer::new(move || {
+        let hubs = hubs.clone();
         App::new()
             .app_data(state.clone())
             .app_data(
@@ -88,8 +120,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             .app_data(web::QueryConfig::default().error_handler(|e, _| {
                 crate::error::ApiError::InvalidRequest(format!("Invalid query string: {e}")).into()
             }))
+            .wrap(from_fn(ops::cors::cors))
             .wrap(from_fn(ops::request_log::log_request))
-            .configure(routes)
+            .configure(move |cfg| routes(cfg, &hubs))
     })
     .workers(workers)
     .shutdown_timeout(30)

@@ -1,4 +1,6 @@
 //! Operations: health checks and request logging.
 
+pub mod cors;
 pub mod health;
+pub mod metrics;
 pub mod request_log;
