@@ -154,6 +154,7 @@ impl Connection {
             request: self.request.clone(),
             hub: self.hub_addr.clone(),
             connection: ctx.address().recipient(),
+            caller: ctx.address().recipient(),
         }
     }
 

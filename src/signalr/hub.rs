@@ -177,6 +177,9 @@ pub struct HubContext {
     pub request: Arc<RequestInfo>,
     pub(crate) hub: Addr<HubActor>,
     pub(crate) connection: actix::Recipient<super::connection::InvokeClient>,
+    /// The caller's own mailbox: what a method sends its caller must reach the wire before the
+    /// method's Completion, as in ASP.NET, so it cannot take the detour through the hub actor.
+    pub(crate) caller: actix::Recipient<super::connection::Emit>,
 }
 
 /// The parts of the connecting HTTP request a hub may read.
@@ -191,16 +194,19 @@ pub struct RequestInfo {
 impl HubContext {
     /// Sends an invocation to the caller.
     pub fn send_caller(&self, target: &str, args: Vec<Value>) {
-        self.send(
-            Target::Connection(self.connection_id.to_string()),
-            target,
-            args,
-        );
+        self.caller.do_send(super::connection::Emit(
+            super::protocol::HubMessage::invocation(target, args),
+        ));
     }
 
     /// Sends an invocation to clients chosen by `to`.
     pub fn send(&self, to: Target, target: &str, args: Vec<Value>) {
-        self.hub.do_send(Outgoing::invocation(to, target, args));
+        match &to {
+            Target::Connection(id) if id.as_str() == &*self.connection_id => {
+                self.send_caller(target, args)
+            }
+            _ => self.hub.do_send(Outgoing::invocation(to, target, args)),
+        }
     }
 
     /// Adds the caller to a group. Group names must be derived from what the caller was checked to own.
