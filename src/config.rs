@@ -40,20 +40,14 @@ pub const ENV_PREFIX: &str = "SWITCHYARD__";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{source_name}: {message}")]
-    Invalid {
-        source_name: String,
-        message: String,
-    },
+    Invalid { source_name: String, message: String },
     #[error("cannot read {path}: {error}")]
     Read { path: String, error: std::io::Error },
 }
 
 impl ConfigError {
     fn invalid(source_name: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError::Invalid {
-            source_name: source_name.into(),
-            message: message.into(),
-        }
+        ConfigError::Invalid { source_name: source_name.into(), message: message.into() }
     }
 }
 
@@ -174,14 +168,8 @@ impl fmt::Debug for RedisConfig {
 
 impl fmt::Debug for AdminConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shown = if self.master_key.is_empty() {
-            "<unset>"
-        } else {
-            "<redacted>"
-        };
-        f.debug_struct("AdminConfig")
-            .field("master_key", &shown)
-            .finish()
+        let shown = if self.master_key.is_empty() { "<unset>" } else { "<redacted>" };
+        f.debug_struct("AdminConfig").field("master_key", &shown).finish()
     }
 }
 
@@ -215,46 +203,32 @@ impl ConfigSources {
     /// The process environment, with profile from the flag or `SWITCHYARD_PROFILE`.
     pub fn from_process(profile: Option<String>, config_dir: Option<PathBuf>) -> Self {
         let env: HashMap<String, String> = std::env::vars().collect();
-        let profile = profile
-            .or_else(|| env.get("SWITCHYARD_PROFILE").cloned())
-            .filter(|p| !p.is_empty());
+        let profile = profile.or_else(|| env.get("SWITCHYARD_PROFILE").cloned()).filter(|p| !p.is_empty());
         let config_dir = config_dir
             .or_else(|| env.get("SWITCHYARD_CONFIG_DIR").map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from("config"));
-        ConfigSources {
-            profile,
-            config_dir,
-            env,
-            overrides: Vec::new(),
-        }
+        ConfigSources { profile, config_dir, env, overrides: Vec::new() }
     }
 }
 
 impl Config {
     /// Merges every source over the defaults and checks the result.
     pub fn load(sources: &ConfigSources) -> Result<Config, ConfigError> {
-        let defaults: toml::Table = DEFAULT_TOML
-            .parse()
-            .map_err(|e| ConfigError::invalid("config/default.toml", format!("{e}")))?;
+        let defaults: toml::Table =
+            DEFAULT_TOML.parse().map_err(|e| ConfigError::invalid("config/default.toml", format!("{e}")))?;
         let mut merged = defaults.clone();
         // Which source set each dotted setting, for error messages.
         let mut origin: BTreeMap<String, String> = BTreeMap::new();
 
         if let Some(profile) = &sources.profile {
             if profile.contains(['/', '\\']) || profile.starts_with('.') {
-                return Err(ConfigError::invalid(
-                    "profile",
-                    format!("'{profile}' is not a profile name"),
-                ));
+                return Err(ConfigError::invalid("profile", format!("'{profile}' is not a profile name")));
             }
             let path = sources.config_dir.join(format!("{profile}.toml"));
-            let text = std::fs::read_to_string(&path).map_err(|error| ConfigError::Read {
-                path: path.display().to_string(),
-                error,
-            })?;
-            let table: toml::Table = text
-                .parse()
-                .map_err(|e| ConfigError::invalid(path.display().to_string(), format!("{e}")))?;
+            let text = std::fs::read_to_string(&path)
+                .map_err(|error| ConfigError::Read { path: path.display().to_string(), error })?;
+            let table: toml::Table =
+                text.parse().map_err(|e| ConfigError::invalid(path.display().to_string(), format!("{e}")))?;
             merge_file(&mut merged, &defaults, &table, "", &path, &mut origin)?;
         }
 
@@ -265,16 +239,11 @@ impl Config {
             }
         }
 
-        let mut structured: Vec<(&String, &String)> = sources
-            .env
-            .iter()
-            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
-            .collect();
+        let mut structured: Vec<(&String, &String)> =
+            sources.env.iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
         structured.sort();
         for (env_name, raw) in structured {
-            let setting = env_name[ENV_PREFIX.len()..]
-                .to_ascii_lowercase()
-                .replace("__", ".");
+            let setting = env_name[ENV_PREFIX.len()..].to_ascii_lowercase().replace("__", ".");
             set_raw(&mut merged, &defaults, &setting, raw, env_name)?;
             origin.insert(setting, env_name.clone());
         }
@@ -285,12 +254,11 @@ impl Config {
             origin.insert(setting.clone(), flag);
         }
 
-        let config: Config =
-            serde_path_to_error::deserialize(toml::Value::Table(merged)).map_err(|e| {
-                let path = e.path().to_string();
-                let source_name = origin.get(&path).cloned().unwrap_or_else(|| path.clone());
-                ConfigError::invalid(source_name, format!("{path}: {}", e.inner()))
-            })?;
+        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(merged)).map_err(|e| {
+            let path = e.path().to_string();
+            let source_name = origin.get(&path).cloned().unwrap_or_else(|| path.clone());
+            ConfigError::invalid(source_name, format!("{path}: {}", e.inner()))
+        })?;
         config.validate(&origin)?;
         Ok(config)
     }
@@ -303,43 +271,27 @@ impl Config {
         if self.server.bind.parse::<SocketAddr>().is_err() {
             return Err(ConfigError::invalid(
                 named("server.bind"),
-                format!(
-                    "'{}' is not an address like 127.0.0.1:8080",
-                    self.server.bind
-                ),
+                format!("'{}' is not an address like 127.0.0.1:8080", self.server.bind),
             ));
         }
         if !self.server.public_url.is_empty()
-            && !(self.server.public_url.starts_with("http://")
-                || self.server.public_url.starts_with("https://"))
+            && !(self.server.public_url.starts_with("http://") || self.server.public_url.starts_with("https://"))
         {
-            return Err(ConfigError::invalid(
-                named("server.public_url"),
-                "must start with http:// or https://",
-            ));
+            return Err(ConfigError::invalid(named("server.public_url"), "must start with http:// or https://"));
         }
         if let Err(message) = crate::db::DatabaseKind::parse(&self.database.url) {
             return Err(ConfigError::invalid(named("database.url"), message));
         }
         if self.database.pool_size == 0 {
-            return Err(ConfigError::invalid(
-                named("database.pool_size"),
-                "must be at least 1",
-            ));
+            return Err(ConfigError::invalid(named("database.pool_size"), "must be at least 1"));
         }
         let redis = &self.redis.url;
         if !redis.is_empty() && !(redis.starts_with("redis://") || redis.starts_with("rediss://")) {
-            return Err(ConfigError::invalid(
-                named("redis.url"),
-                "must start with redis:// or rediss://",
-            ));
+            return Err(ConfigError::invalid(named("redis.url"), "must start with redis:// or rediss://"));
         }
         let s = &self.signalr;
         if s.max_message_size < 1024 {
-            return Err(ConfigError::invalid(
-                named("signalr.max_message_size"),
-                "must be at least 1024",
-            ));
+            return Err(ConfigError::invalid(named("signalr.max_message_size"), "must be at least 1024"));
         }
         if s.keep_alive_seconds == 0 || s.client_timeout_seconds <= s.keep_alive_seconds {
             return Err(ConfigError::invalid(
@@ -348,26 +300,17 @@ impl Config {
             ));
         }
         if s.max_outgoing_queue == 0 || s.handshake_timeout_seconds == 0 {
-            return Err(ConfigError::invalid(
-                named("signalr.max_outgoing_queue"),
-                "limits must be at least 1",
-            ));
+            return Err(ConfigError::invalid(named("signalr.max_outgoing_queue"), "limits must be at least 1"));
         }
         if self.redis.pool_size == 0 {
-            return Err(ConfigError::invalid(
-                named("redis.pool_size"),
-                "must be at least 1",
-            ));
+            return Err(ConfigError::invalid(named("redis.pool_size"), "must be at least 1"));
         }
         if let Err(e) = crate::auth::jwt::JwtVerifier::from_settings(&self.jwt) {
             let setting = e.setting;
             return Err(ConfigError::invalid(named(setting), e.message));
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
-            return Err(ConfigError::invalid(
-                named("log.level"),
-                format!("'{}': {e}", self.log.level),
-            ));
+            return Err(ConfigError::invalid(named("log.level"), format!("'{}': {e}", self.log.level)));
         }
         Ok(())
     }
@@ -379,12 +322,10 @@ impl Config {
 
     /// The bind address, already validated by [`Config::load`].
     pub fn bind_addr(&self) -> Result<SocketAddr, ConfigError> {
-        self.server.bind.parse().map_err(|_| {
-            ConfigError::invalid(
-                "server.bind",
-                format!("'{}' is not an address", self.server.bind),
-            )
-        })
+        self.server
+            .bind
+            .parse()
+            .map_err(|_| ConfigError::invalid("server.bind", format!("'{}' is not an address", self.server.bind)))
     }
 }
 
@@ -398,16 +339,9 @@ fn merge_file(
     origin: &mut BTreeMap<String, String>,
 ) -> Result<(), ConfigError> {
     for (key, value) in overlay {
-        let setting = if prefix.is_empty() {
-            key.clone()
-        } else {
-            format!("{prefix}.{key}")
-        };
+        let setting = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
         let Some(default) = defaults.get(key) else {
-            return Err(ConfigError::invalid(
-                file.display().to_string(),
-                format!("unknown setting '{setting}'"),
-            ));
+            return Err(ConfigError::invalid(file.display().to_string(), format!("unknown setting '{setting}'")));
         };
         match (default, value) {
             (toml::Value::Table(d), toml::Value::Table(v)) => {
@@ -462,24 +396,15 @@ fn set_raw(
     }
     let default = default_table.get(*last).ok_or_else(unknown)?;
     let value = coerce(raw, default).map_err(|expected| {
-        let shown = if is_secret_setting(setting) {
-            "<redacted>".to_string()
-        } else {
-            format!("'{raw}'")
-        };
-        ConfigError::invalid(
-            source_name,
-            format!("{setting}: expected {expected}, got {shown}"),
-        )
+        let shown = if is_secret_setting(setting) { "<redacted>".to_string() } else { format!("'{raw}'") };
+        ConfigError::invalid(source_name, format!("{setting}: expected {expected}, got {shown}"))
     })?;
     table.insert(last.to_string(), value);
     Ok(())
 }
 
 fn is_secret_setting(setting: &str) -> bool {
-    ["key", "secret", "password", "token"]
-        .iter()
-        .any(|s| setting.contains(s))
+    ["key", "secret", "password", "token"].iter().any(|s| setting.contains(s))
 }
 
 fn type_name(value: &toml::Value) -> &'static str {
@@ -498,17 +423,13 @@ fn coerce(raw: &str, like: &toml::Value) -> Result<toml::Value, &'static str> {
     let trimmed = raw.trim();
     Ok(match like {
         toml::Value::String(_) => toml::Value::String(raw.to_string()),
-        toml::Value::Integer(_) => {
-            toml::Value::Integer(trimmed.parse().map_err(|_| type_name(like))?)
-        }
+        toml::Value::Integer(_) => toml::Value::Integer(trimmed.parse().map_err(|_| type_name(like))?),
         toml::Value::Float(_) => toml::Value::Float(trimmed.parse().map_err(|_| type_name(like))?),
-        toml::Value::Boolean(_) => {
-            toml::Value::Boolean(match trimmed.to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" | "on" => true,
-                "false" | "0" | "no" | "off" => false,
-                _ => return Err(type_name(like)),
-            })
-        }
+        toml::Value::Boolean(_) => toml::Value::Boolean(match trimmed.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => true,
+            "false" | "0" | "no" | "off" => false,
+            _ => return Err(type_name(like)),
+        }),
         toml::Value::Array(_) => toml::Value::Array(
             trimmed
                 .split(',')
@@ -529,10 +450,7 @@ mod tests {
         ConfigSources {
             profile: None,
             config_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/config")),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             overrides: Vec::new(),
         }
     }
@@ -547,31 +465,17 @@ mod tests {
 
     #[test]
     fn precedence_is_profile_then_legacy_then_structured_then_flags() {
-        let mut s = sources(&[
-            ("DATABASE_URL", "postgres://a@h/db"),
-            ("SWITCHYARD__SERVER__WORKERS", "3"),
-        ]);
+        let mut s = sources(&[("DATABASE_URL", "postgres://a@h/db"), ("SWITCHYARD__SERVER__WORKERS", "3")]);
         s.profile = Some("production".into());
         let c = Config::load(&s).unwrap();
         assert_eq!(c.server.bind, "0.0.0.0:8080", "profile overrides default");
-        assert_eq!(
-            c.database.url, "postgres://a@h/db",
-            "legacy env name is honoured"
-        );
-        assert_eq!(
-            c.server.workers, 3,
-            "structured env is converted to the default's type"
-        );
+        assert_eq!(c.database.url, "postgres://a@h/db", "legacy env name is honoured");
+        assert_eq!(c.server.workers, 3, "structured env is converted to the default's type");
 
-        s.env
-            .insert("SWITCHYARD__DATABASE__URL".into(), "sqlite://x.db".into());
-        s.overrides
-            .push(("server.bind".into(), "127.0.0.1:9999".into()));
+        s.env.insert("SWITCHYARD__DATABASE__URL".into(), "sqlite://x.db".into());
+        s.overrides.push(("server.bind".into(), "127.0.0.1:9999".into()));
         let c = Config::load(&s).unwrap();
-        assert_eq!(
-            c.database.url, "sqlite://x.db",
-            "structured env beats the legacy name"
-        );
+        assert_eq!(c.database.url, "sqlite://x.db", "structured env beats the legacy name");
         assert_eq!(c.server.bind, "127.0.0.1:9999", "flag beats everything");
     }
 
@@ -579,54 +483,29 @@ mod tests {
     fn master_key_from_conduit_env_name() {
         let c = Config::load(&sources(&[("CONDUIT_MASTER_KEY", "mk-123")])).unwrap();
         assert_eq!(c.admin.master_key, "mk-123");
-        assert!(
-            !format!("{c:?}").contains("mk-123"),
-            "Debug never shows the key"
-        );
+        assert!(!format!("{c:?}").contains("mk-123"), "Debug never shows the key");
     }
 
     #[test]
     fn bad_values_name_the_setting_and_source() {
-        let err = Config::load(&sources(&[("SWITCHYARD__SERVER__BIND", "nope")]))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("server.bind") && err.contains("SWITCHYARD__SERVER__BIND"),
-            "{err}"
-        );
+        let err = Config::load(&sources(&[("SWITCHYARD__SERVER__BIND", "nope")])).unwrap_err().to_string();
+        assert!(err.contains("server.bind") && err.contains("SWITCHYARD__SERVER__BIND"), "{err}");
 
-        let err = Config::load(&sources(&[("SWITCHYARD__SERVER__WORKERS", "many")]))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("server.workers") && err.contains("whole number"),
-            "{err}"
-        );
+        let err = Config::load(&sources(&[("SWITCHYARD__SERVER__WORKERS", "many")])).unwrap_err().to_string();
+        assert!(err.contains("server.workers") && err.contains("whole number"), "{err}");
 
-        let err = Config::load(&sources(&[("SWITCHYARD__SERVER__BINDD", "x")]))
-            .unwrap_err()
-            .to_string();
+        let err = Config::load(&sources(&[("SWITCHYARD__SERVER__BINDD", "x")])).unwrap_err().to_string();
         assert!(err.contains("unknown setting 'server.bindd'"), "{err}");
 
-        let err = Config::load(&sources(&[("REDIS_URL", "http://x")]))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("redis.url") && err.contains("REDIS_URL"),
-            "{err}"
-        );
+        let err = Config::load(&sources(&[("REDIS_URL", "http://x")])).unwrap_err().to_string();
+        assert!(err.contains("redis.url") && err.contains("REDIS_URL"), "{err}");
 
-        let err = Config::load(&sources(&[("DATABASE_URL", "mysql://x")]))
-            .unwrap_err()
-            .to_string();
+        let err = Config::load(&sources(&[("DATABASE_URL", "mysql://x")])).unwrap_err().to_string();
         assert!(err.contains("database.url"), "{err}");
 
         let mut s = sources(&[]);
         s.profile = Some("nosuch".into());
-        assert!(Config::load(&s)
-            .unwrap_err()
-            .to_string()
-            .contains("nosuch.toml"));
+        assert!(Config::load(&s).unwrap_err().to_string().contains("nosuch.toml"));
     }
 
     #[test]
@@ -637,14 +516,7 @@ mod tests {
         if let Some(toml::Value::Table(admin)) = defaults.get_mut("admin") {
             admin.insert("master_key".into(), toml::Value::Integer(1));
         }
-        let err = set_raw(
-            &mut defaults.clone(),
-            &defaults,
-            "admin.master_key",
-            "s3cret",
-            "X",
-        )
-        .unwrap_err();
+        let err = set_raw(&mut defaults.clone(), &defaults, "admin.master_key", "s3cret", "X").unwrap_err();
         assert!(!err.to_string().contains("s3cret"), "{err}");
         let _ = d;
     }

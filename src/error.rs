@@ -29,10 +29,7 @@ pub enum ApiError {
     Conflict(String),
     /// 429, with the seconds after which a retry may succeed.
     #[error("{message}")]
-    RateLimited {
-        message: String,
-        retry_after_secs: u64,
-    },
+    RateLimited { message: String, retry_after_secs: u64 },
     /// 503: a feature is not configured, or a dependency is down.
     #[error("{0}")]
     Unavailable(String),
@@ -88,10 +85,7 @@ impl ResponseError for ApiError {
             tracing::error!(error = %detail, "internal error");
         }
         let mut response = HttpResponse::build(self.status_code());
-        if let ApiError::RateLimited {
-            retry_after_secs, ..
-        } = self
-        {
+        if let ApiError::RateLimited { retry_after_secs, .. } = self {
             response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
         }
         response.json(json!({ "error": { "message": self.to_string(), "type": self.kind() } }))
@@ -101,9 +95,7 @@ impl ResponseError for ApiError {
 /// Parses a JSON request body, naming the offending field in the error.
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::InvalidRequest(
-            "A JSON request body is required".into(),
-        ));
+        return Err(ApiError::InvalidRequest("A JSON request body is required".into()));
     }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
@@ -117,8 +109,7 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
             ApiError::InvalidRequest(format!("Invalid value for '{path}': {inner}"))
         }
     })?;
-    de.end()
-        .map_err(|e| ApiError::InvalidRequest(format!("Malformed JSON: {e}")))?;
+    de.end().map_err(|e| ApiError::InvalidRequest(format!("Malformed JSON: {e}")))?;
     Ok(value)
 }
 
@@ -136,17 +127,11 @@ mod tests {
 
     #[test]
     fn json_errors_name_the_field() {
-        let e = parse_json::<Body>(br#"{"keyName":"a","rateLimitRpm":"x"}"#)
-            .unwrap_err()
-            .to_string();
+        let e = parse_json::<Body>(br#"{"keyName":"a","rateLimitRpm":"x"}"#).unwrap_err().to_string();
         assert!(e.contains("rateLimitRpm"), "{e}");
-        let e = parse_json::<Body>(br#"{"keyName":"a","#)
-            .unwrap_err()
-            .to_string();
+        let e = parse_json::<Body>(br#"{"keyName":"a","#).unwrap_err().to_string();
         assert!(e.starts_with("Malformed JSON"), "{e}");
-        let e = parse_json::<Body>(br#"{"keyName":"a","bogus":1}"#)
-            .unwrap_err()
-            .to_string();
+        let e = parse_json::<Body>(br#"{"keyName":"a","bogus":1}"#).unwrap_err().to_string();
         assert!(e.contains("bogus"), "{e}");
         assert!(parse_json::<Body>(b"  ").is_err());
     }

@@ -68,12 +68,7 @@ impl Args {
     }
 
     fn take_number<T: std::str::FromStr>(&mut self, name: &str) -> Result<Option<T>, String> {
-        self.take(name)
-            .map(|v| {
-                v.parse::<T>()
-                    .map_err(|_| format!("{name}: '{v}' is not a number"))
-            })
-            .transpose()
+        self.take(name).map(|v| v.parse::<T>().map_err(|_| format!("{name}: '{v}' is not a number"))).transpose()
     }
 
     fn finish(&self) -> Result<(), String> {
@@ -96,10 +91,7 @@ fn main() -> ExitCode {
 
 fn run() -> Result<(), String> {
     let mut args = Args::parse()?;
-    if args.has("--help")
-        || args.has("-h")
-        || args.words.first().map(String::as_str) == Some("help")
-    {
+    if args.has("--help") || args.has("-h") || args.words.first().map(String::as_str) == Some("help") {
         println!("{USAGE}");
         return Ok(());
     }
@@ -107,12 +99,7 @@ fn run() -> Result<(), String> {
     let config_dir = args.take("--config-dir").map(PathBuf::from);
     let mut sources = ConfigSources::from_process(profile, config_dir);
     let words = std::mem::take(&mut args.words);
-    match words
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
+    match words.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         [] | ["serve"] => {
             if let Some(bind) = args.take("--bind") {
                 sources.overrides.push(("server.bind".into(), bind));
@@ -124,9 +111,8 @@ fn run() -> Result<(), String> {
         ["migrate"] => {
             args.finish()?;
             let config = load(&sources)?;
-            let applied = actix_web::rt::System::new()
-                .block_on(switchyard::db::migrate(&config))
-                .map_err(|e| e.to_string())?;
+            let applied =
+                actix_web::rt::System::new().block_on(switchyard::db::migrate(&config)).map_err(|e| e.to_string())?;
             println!("{applied} migration(s) applied");
             Ok(())
         }
@@ -137,10 +123,7 @@ fn run() -> Result<(), String> {
                 is_enabled: Some(!args.has("--disabled")),
                 expires_at: args
                     .take("--expires-at")
-                    .map(|t| {
-                        t.parse()
-                            .map_err(|_| format!("--expires-at: '{t}' is not an RFC 3339 time"))
-                    })
+                    .map(|t| t.parse().map_err(|_| format!("--expires-at: '{t}' is not an RFC 3339 time")))
                     .transpose()?,
                 allowed_models: args.take("--allowed-models"),
                 rate_limit_rpm: args.take_number("--rpm")?,
@@ -152,9 +135,7 @@ fn run() -> Result<(), String> {
             args.finish()?;
             let config = load(&sources)?;
             with_database(config, |state| async move {
-                let created = virtual_keys::create(&state.db, req)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let created = virtual_keys::create(&state.db, req).await.map_err(|e| e.to_string())?;
                 eprintln!(
                     "Created virtual key {} ({}). It is shown only this once:",
                     created.key_info.id, created.key_info.key_name
@@ -167,30 +148,22 @@ fn run() -> Result<(), String> {
             args.finish()?;
             let config = load(&sources)?;
             with_database(config, |state| async move {
-                let (rows, _) = switchyard::db::virtual_keys::list(&state.db, 0, i64::MAX)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let (rows, _) =
+                    switchyard::db::virtual_keys::list(&state.db, 0, i64::MAX).await.map_err(|e| e.to_string())?;
                 for row in &rows {
                     let info = KeyInfo::from(row);
                     println!(
                         "{}\t{}\t{}\t{}",
                         info.id,
                         info.key_prefix,
-                        if info.is_enabled {
-                            "enabled"
-                        } else {
-                            "disabled"
-                        },
+                        if info.is_enabled { "enabled" } else { "disabled" },
                         info.key_name
                     );
                 }
                 Ok(())
             })
         }
-        other => Err(format!(
-            "unknown command '{}'; see `switchyard help`",
-            other.join(" ")
-        )),
+        other => Err(format!("unknown command '{}'; see `switchyard help`", other.join(" "))),
     }
 }
 
@@ -202,9 +175,7 @@ fn load(sources: &ConfigSources) -> Result<Config, String> {
 
 fn serve(config: Config) -> Result<(), String> {
     actix_web::rt::System::new().block_on(async move {
-        let running = switchyard::server::start(config)
-            .await
-            .map_err(|e| e.to_string())?;
+        let running = switchyard::server::start(config).await.map_err(|e| e.to_string())?;
         running.wait().await.map_err(|e| e.to_string())
     })
 }
@@ -216,9 +187,7 @@ where
     Fut: std::future::Future<Output = Result<(), String>>,
 {
     actix_web::rt::System::new().block_on(async move {
-        let state = switchyard::server::prepare(config)
-            .await
-            .map_err(|e| e.to_string())?;
+        let state = switchyard::server::prepare(config).await.map_err(|e| e.to_string())?;
         work(state).await
     })
 }

@@ -10,6 +10,7 @@ use actix_web::{web, App, HttpServer};
 
 use crate::config::Config;
 use crate::db::{self, Database, DatabaseKind};
+use crate::hubs::conformance::ConformanceJwt;
 use crate::ops;
 use crate::signalr::{Anonymous, HubEndpoint, TransportKind};
 use crate::state::AppState;
@@ -24,10 +25,7 @@ pub enum StartError {
     #[error("redis.url: {0}")]
     Redis(String),
     #[error("cannot listen on {addr}: {error}")]
-    Bind {
-        addr: SocketAddr,
-        error: std::io::Error,
-    },
+    Bind { addr: SocketAddr, error: std::io::Error },
 }
 
 /// A started server: its real address (useful with port 0) and a handle to stop it.
@@ -54,45 +52,43 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
     if config.admin.master_key.is_empty() {
         tracing::warn!("{}", crate::auth::master_key::NO_MASTER_KEY);
     }
-    Ok(AppState {
-        config: Arc::new(config),
-        db,
-        redis,
-        started_at: Instant::now(),
-    })
+    let groups = actix::Actor::start(crate::groups::ConnectionGroups::default());
+    Ok(AppState { config: Arc::new(config), db, redis, started_at: Instant::now(), groups, hubs: Vec::new() })
 }
 
 /// Registers every route of the application.
-pub fn routes(cfg: &mut web::ServiceConfig, hubs: &[HubEndpoint]) {
+pub fn routes(cfg: &mut web::ServiceConfig, state: &AppState, conformance: Option<&ConformanceJwt>) {
     ops::health::configure(cfg);
     crate::admin::configure(cfg);
-    for hub in hubs {
+    for hub in &state.hubs {
         hub.configure(cfg);
+    }
+    if let (Some(jwt), Some(test_hub)) = (conformance, state.hubs.iter().find(|h| h.path == "/testhub")) {
+        crate::hubs::conformance::configure(cfg, jwt, test_hub);
     }
 }
 
 /// The hubs this configuration serves. Their actors start on the current arbiter.
-pub fn hubs(config: &Config) -> Vec<HubEndpoint> {
+pub fn hubs(state: &AppState, conformance: Option<&ConformanceJwt>) -> Vec<HubEndpoint> {
+    let config = &state.config;
     let mut hubs = Vec::new();
-    if config.signalr.conformance {
+    if let Some(jwt) = conformance {
         tracing::warn!("signalr.conformance is on: test hubs are exposed with detailed errors");
         let mut options = config.signalr.hub_options();
         options.detailed_errors = true;
         let test_hub: Arc<dyn crate::signalr::Hub> = Arc::new(crate::hubs::test_hub::TestHub);
+        let groups = state.groups.clone();
+        hubs.push(HubEndpoint::new("/testhub", test_hub.clone(), options.clone(), Arc::new(Anonymous), groups.clone()));
         hubs.push(HubEndpoint::new(
-            "/testhub",
+            "/authorizedhub",
             test_hub.clone(),
             options.clone(),
-            Arc::new(Anonymous),
+            Arc::new(jwt.clone()),
+            groups.clone(),
         ));
         let mut no_ws = options;
         no_ws.transports.retain(|t| *t != TransportKind::WebSockets);
-        hubs.push(HubEndpoint::new(
-            "/testhub-nowebsockets",
-            test_hub,
-            no_ws,
-            Arc::new(Anonymous),
-        ));
+        hubs.push(HubEndpoint::new("/testhub-nowebsockets", test_hub, no_ws, Arc::new(Anonymous), groups));
     }
     hubs
 }
@@ -101,28 +97,30 @@ pub fn hubs(config: &Config) -> Vec<HubEndpoint> {
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let addr = config.bind_addr()?;
     let workers = match config.server.workers {
-        0 => std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
+        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         n => n,
     };
-    let hubs = hubs(&config);
-    let state = web::Data::new(prepare(config).await?);
+    let mut state = prepare(config).await?;
+    let conformance = if state.config.signalr.conformance { ConformanceJwt::new() } else { None };
+    state.hubs = hubs(&state, conformance.as_ref());
+    let state = web::Data::new(state);
     let server = HttpServer::new(move || {
-        let hubs = hubs.clone();
+        let app_state = state.clone();
+        let conformance = conformance.clone();
+        let cookies = conformance.is_some();
         App::new()
             .app_data(state.clone())
             .app_data(
-                web::PathConfig::default().error_handler(|e, _| {
-                    crate::error::ApiError::InvalidRequest(e.to_string()).into()
-                }),
+                web::PathConfig::default()
+                    .error_handler(|e, _| crate::error::ApiError::InvalidRequest(e.to_string()).into()),
             )
             .app_data(web::QueryConfig::default().error_handler(|e, _| {
                 crate::error::ApiError::InvalidRequest(format!("Invalid query string: {e}")).into()
             }))
+            .wrap(actix_web::middleware::Condition::new(cookies, from_fn(crate::hubs::conformance::negotiate_cookies)))
             .wrap(from_fn(ops::cors::cors))
             .wrap(from_fn(ops::request_log::log_request))
-            .configure(move |cfg| routes(cfg, &hubs))
+            .configure(move |cfg| routes(cfg, &app_state, conformance.as_ref()))
     })
     .workers(workers)
     .shutdown_timeout(30)
@@ -131,9 +129,5 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let addr = server.addrs().first().copied().unwrap_or(addr);
     let server = server.run();
     tracing::info!(%addr, workers, "switchyard listening");
-    Ok(RunningServer {
-        addr,
-        handle: server.handle(),
-        server,
-    })
+    Ok(RunningServer { addr, handle: server.handle(), server })
 }

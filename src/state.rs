@@ -13,4 +13,8 @@ pub struct AppState {
     /// `None` when Redis is not configured (one node, everything in process).
     pub redis: Option<deadpool_redis::Pool>,
     pub started_at: Instant,
+    /// Per-principal connection groups, shared by every hub.
+    pub groups: actix::Addr<crate::groups::ConnectionGroups>,
+    /// The SignalR hubs this server serves.
+    pub hubs: Vec<crate::signalr::HubEndpoint>,
 }

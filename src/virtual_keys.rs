@@ -54,10 +54,7 @@ impl From<&VirtualKeyRow> for KeyInfo {
             max_connections: row.max_connections,
             max_budget: row.max_budget,
             current_spend: row.current_spend,
-            metadata: row
-                .metadata
-                .as_deref()
-                .and_then(|m| serde_json::from_str(m).ok()),
+            metadata: row.metadata.as_deref().and_then(|m| serde_json::from_str(m).ok()),
             created_at: ms_to_rfc3339(row.created_at),
             updated_at: ms_to_rfc3339(row.updated_at),
         }
@@ -117,9 +114,7 @@ pub struct UpdateKeyRequest {
 }
 
 /// Marks a field as present (`Some`) even when its value is `null` (`Some(None)`).
-fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
+fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 
@@ -132,14 +127,9 @@ pub struct GeneratedKey {
 
 /// Makes a new key from the OS random generator.
 pub fn generate_key() -> Result<GeneratedKey, ApiError> {
-    let random = secrets::random_urlsafe(32)
-        .map_err(|_| ApiError::Internal("random generator failed".into()))?;
+    let random = secrets::random_urlsafe(32).map_err(|_| ApiError::Internal("random generator failed".into()))?;
     let key = format!("{KEY_PREFIX}{random}");
-    Ok(GeneratedKey {
-        hash: secrets::sha256_hex(&key),
-        display_prefix: format!("{}...", &key[..DISPLAY_CHARS]),
-        key,
-    })
+    Ok(GeneratedKey { hash: secrets::sha256_hex(&key), display_prefix: format!("{}...", &key[..DISPLAY_CHARS]), key })
 }
 
 fn check_name(name: &str) -> Result<String, ApiError> {
@@ -148,40 +138,28 @@ fn check_name(name: &str) -> Result<String, ApiError> {
         return Err(ApiError::InvalidRequest("keyName must not be empty".into()));
     }
     if name.chars().count() > 100 {
-        return Err(ApiError::InvalidRequest(
-            "keyName must be at most 100 characters".into(),
-        ));
+        return Err(ApiError::InvalidRequest("keyName must be at most 100 characters".into()));
     }
     Ok(name.to_string())
 }
 
 fn check_positive(field: &str, value: Option<i32>) -> Result<Option<i32>, ApiError> {
     match value {
-        Some(v) if v < 1 => Err(ApiError::InvalidRequest(format!(
-            "{field} must be at least 1"
-        ))),
+        Some(v) if v < 1 => Err(ApiError::InvalidRequest(format!("{field} must be at least 1"))),
         other => Ok(other),
     }
 }
 
 fn check_budget(value: Option<f64>) -> Result<Option<f64>, ApiError> {
     match value {
-        Some(v) if !v.is_finite() || v < 0.0 => Err(ApiError::InvalidRequest(
-            "maxBudget must be zero or more".into(),
-        )),
+        Some(v) if !v.is_finite() || v < 0.0 => Err(ApiError::InvalidRequest("maxBudget must be zero or more".into())),
         other => Ok(other),
     }
 }
 
 fn normalise_models(models: Option<String>) -> Option<String> {
     models
-        .map(|m| {
-            m.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .collect::<Vec<_>>()
-                .join(",")
-        })
+        .map(|m| m.split(',').map(str::trim).filter(|s| !s.is_empty()).collect::<Vec<_>>().join(","))
         .filter(|m| !m.is_empty())
 }
 
@@ -214,18 +192,11 @@ pub async fn create(db: &Database, req: CreateKeyRequest) -> Result<CreatedKey, 
         },
     )
     .await?;
-    Ok(CreatedKey {
-        virtual_key: new_key.key,
-        key_info: KeyInfo::from(&row),
-    })
+    Ok(CreatedKey { virtual_key: new_key.key, key_info: KeyInfo::from(&row) })
 }
 
 /// Applies a partial update. `Ok(None)` when the key does not exist.
-pub async fn update(
-    db: &Database,
-    id: i64,
-    req: UpdateKeyRequest,
-) -> Result<Option<VirtualKeyRow>, ApiError> {
+pub async fn update(db: &Database, id: i64, req: UpdateKeyRequest) -> Result<Option<VirtualKeyRow>, ApiError> {
     let not_null = |field: &str| ApiError::InvalidRequest(format!("{field} cannot be null"));
     let changes = VirtualKeyChanges {
         key_name: match req.key_name {
@@ -241,18 +212,9 @@ pub async fn update(
         },
         expires_at: req.expires_at.map(|t| t.map(|t| t.timestamp_millis())),
         allowed_models: req.allowed_models.map(normalise_models),
-        rate_limit_rpm: req
-            .rate_limit_rpm
-            .map(|v| check_positive("rateLimitRpm", v))
-            .transpose()?,
-        rate_limit_rpd: req
-            .rate_limit_rpd
-            .map(|v| check_positive("rateLimitRpd", v))
-            .transpose()?,
-        max_connections: req
-            .max_connections
-            .map(|v| check_positive("maxConnections", v))
-            .transpose()?,
+        rate_limit_rpm: req.rate_limit_rpm.map(|v| check_positive("rateLimitRpm", v)).transpose()?,
+        rate_limit_rpd: req.rate_limit_rpd.map(|v| check_positive("rateLimitRpd", v)).transpose()?,
+        max_connections: req.max_connections.map(|v| check_positive("maxConnections", v)).transpose()?,
         max_budget: req.max_budget.map(check_budget).transpose()?,
         current_spend: None,
         metadata: req.metadata.map(metadata_text),
@@ -299,10 +261,7 @@ mod tests {
 
     #[test]
     fn models_are_normalised() {
-        assert_eq!(
-            normalise_models(Some(" a, b*,,".into())).as_deref(),
-            Some("a,b*")
-        );
+        assert_eq!(normalise_models(Some(" a, b*,,".into())).as_deref(), Some("a,b*"));
         assert_eq!(normalise_models(Some(" , ".into())), None);
     }
 }

@@ -12,11 +12,7 @@ use common::TempDir;
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// The binary with an empty environment (only PATH and HOME), run in `dir`.
@@ -46,17 +42,12 @@ impl Drop for Served {
 fn serve(dir: &TempDir, extra_env: &[(&str, &str)]) -> Served {
     let port = free_port();
     let mut cmd = command(dir);
-    cmd.args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    cmd.args(["serve", "--bind", &format!("127.0.0.1:{port}")]).stdout(Stdio::null()).stderr(Stdio::piped());
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
     let child = cmd.spawn().expect("binary starts");
-    Served {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    }
+    Served { child, base: format!("http://127.0.0.1:{port}") }
 }
 
 async fn wait_healthy(base: &str) {
@@ -74,9 +65,8 @@ async fn wait_healthy(base: &str) {
 
 fn stop_and_read_log(mut served: Served) -> String {
     let _ = served.child.kill();
-    let output = std::mem::replace(&mut served.child, Command::new("true").spawn().unwrap())
-        .wait_with_output()
-        .unwrap();
+    let output =
+        std::mem::replace(&mut served.child, Command::new("true").spawn().unwrap()).wait_with_output().unwrap();
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
@@ -85,62 +75,28 @@ async fn serves_on_embedded_defaults_from_an_empty_folder() {
     let dir = TempDir::new();
     let served = serve(&dir, &[]);
     wait_healthy(&served.base).await;
-    let mut res = awc::Client::default()
-        .get(format!("{}/health", served.base))
-        .send()
-        .await
-        .unwrap();
+    let mut res = awc::Client::default().get(format!("{}/health", served.base)).send().await.unwrap();
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["checks"]["database"]["backend"], "sqlite");
-    assert!(
-        dir.path.join("data/switchyard.sqlite3").exists(),
-        "the SQLite file is created on first start"
-    );
+    assert!(dir.path.join("data/switchyard.sqlite3").exists(), "the SQLite file is created on first start");
     // No master key configured: admin answers 503 and the log says how to set one.
-    let res = awc::Client::default()
-        .get(format!("{}/api/virtualkeys", served.base))
-        .send()
-        .await
-        .unwrap();
+    let res = awc::Client::default().get(format!("{}/api/virtualkeys", served.base)).send().await.unwrap();
     assert_eq!(res.status().as_u16(), 503);
     let log = stop_and_read_log(served);
-    assert!(
-        log.contains("CONDUIT_MASTER_KEY"),
-        "start-up log explains the master key: {log}"
-    );
+    assert!(log.contains("CONDUIT_MASTER_KEY"), "start-up log explains the master key: {log}");
 }
 
 #[actix_rt::test]
 async fn keys_created_by_the_cli_are_printed_once_and_usable_by_the_api() {
     let dir = TempDir::new();
-    let out = command(&dir)
-        .args([
-            "keys",
-            "create",
-            "--name",
-            "bootstrap",
-            "--max-connections",
-            "3",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = command(&dir).args(["keys", "create", "--name", "bootstrap", "--max-connections", "3"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    assert!(
-        key.starts_with("condt_") && key.len() == 49,
-        "stdout is exactly the key: {key:?}"
-    );
+    assert!(key.starts_with("condt_") && key.len() == 49, "stdout is exactly the key: {key:?}");
 
     let listed = command(&dir).args(["keys", "list"]).output().unwrap();
     let listed = String::from_utf8(listed.stdout).unwrap();
-    assert!(
-        listed.contains("bootstrap") && !listed.contains(&key[6..]),
-        "{listed}"
-    );
+    assert!(listed.contains("bootstrap") && !listed.contains(&key[6..]), "{listed}");
 
     let served = serve(&dir, &[("CONDUIT_MASTER_KEY", "cli-master")]);
     wait_healthy(&served.base).await;
@@ -160,43 +116,26 @@ fn a_bad_setting_stops_the_start_and_names_the_setting() {
     let dir = TempDir::new();
     let cases: [(&str, &str, &str); 4] = [
         ("SWITCHYARD__SERVER__BIND", "not-an-address", "server.bind"),
-        (
-            "SWITCHYARD__DATABASE__POOL_SIZE",
-            "lots",
-            "database.pool_size",
-        ),
+        ("SWITCHYARD__DATABASE__POOL_SIZE", "lots", "database.pool_size"),
         ("DATABASE_URL", "mysql://x", "database.url"),
         ("SWITCHYARD__SERVER__NOPE", "1", "server.nope"),
     ];
     for (name, value, setting) in cases {
-        let out = command(&dir)
-            .arg("serve")
-            .env(name, value)
-            .output()
-            .unwrap();
+        let out = command(&dir).arg("serve").env(name, value).output().unwrap();
         assert!(!out.status.success(), "{name}={value} must not start");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(setting), "{name}: {err}");
     }
-    let out = command(&dir)
-        .args(["serve", "--profile", "missing"])
-        .output()
-        .unwrap();
+    let out = command(&dir).args(["serve", "--profile", "missing"]).output().unwrap();
     assert!(!out.status.success());
-    assert!(
-        !dir.path.join("data").exists(),
-        "nothing was created by a refused start"
-    );
+    assert!(!dir.path.join("data").exists(), "nothing was created by a refused start");
 }
 
 #[actix_rt::test]
 async fn secrets_never_reach_the_log() {
     let dir = TempDir::new();
     let master = "master-SECRET-value-1";
-    let served = serve(
-        &dir,
-        &[("CONDUIT_MASTER_KEY", master), ("RUST_LOG", "trace")],
-    );
+    let served = serve(&dir, &[("CONDUIT_MASTER_KEY", master), ("RUST_LOG", "trace")]);
     wait_healthy(&served.base).await;
     let client = awc::Client::default();
     let base = &served.base;
@@ -214,36 +153,13 @@ async fn secrets_never_reach_the_log() {
     ] {
         client.get(format!("{base}{path}")).send().await.unwrap();
     }
-    client
-        .get(format!("{base}/api/virtualkeys"))
-        .bearer_auth(master)
-        .send()
-        .await
-        .unwrap();
-    client
-        .get(format!("{base}/api/virtualkeys"))
-        .insert_header(("X-API-Key", key.as_str()))
-        .send()
-        .await
-        .unwrap();
+    client.get(format!("{base}/api/virtualkeys")).bearer_auth(master).send().await.unwrap();
+    client.get(format!("{base}/api/virtualkeys")).insert_header(("X-API-Key", key.as_str())).send().await.unwrap();
     actix_rt::time::sleep(Duration::from_millis(200)).await;
     let log = stop_and_read_log(served);
-    assert!(
-        log.contains("/api/virtualkeys"),
-        "requests are logged: {log}"
-    );
-    assert!(
-        log.contains("status=201") || log.contains("status=201 "),
-        "status is logged"
-    );
-    for secret in [
-        master,
-        key.as_str(),
-        &key[6..],
-        "TICKET-secret-2",
-        "TOKEN-secret-3",
-        "upper-SECRET-4",
-    ] {
+    assert!(log.contains("/api/virtualkeys"), "requests are logged: {log}");
+    assert!(log.contains("status=201") || log.contains("status=201 "), "status is logged");
+    for secret in [master, key.as_str(), &key[6..], "TICKET-secret-2", "TOKEN-secret-3", "upper-SECRET-4"] {
         assert!(!log.contains(secret), "log leaks {secret}");
     }
 }

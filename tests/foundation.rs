@@ -13,12 +13,7 @@ use switchyard::db::{virtual_keys as repo, Database};
 
 fn assert_error_shape(body: &Value, kind: &str) {
     assert_eq!(body["error"]["type"], kind, "body: {body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
-        "body: {body}"
-    );
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "body: {body}");
 }
 
 async fn create_key(srv: &TestServer, body: Value) -> Value {
@@ -34,13 +29,7 @@ async fn create_key(srv: &TestServer, body: Value) -> Value {
 }
 
 async fn key_count(srv: &TestServer) -> i64 {
-    let mut res = srv
-        .client()
-        .get(srv.url("/api/virtualkeys"))
-        .bearer_auth(MASTER_KEY)
-        .send()
-        .await
-        .unwrap();
+    let mut res = srv.client().get(srv.url("/api/virtualkeys")).bearer_auth(MASTER_KEY).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     json_body(&mut res).await["totalCount"].as_i64().unwrap()
 }
@@ -70,12 +59,8 @@ async fn key_lifecycle_create_list_update_disable_delete() {
     assert!(info.get("virtualKey").is_none() && info.get("keyHash").is_none());
 
     create_key(&srv, json!({"keyName": "second"})).await;
-    let mut res = client
-        .get(srv.url("/api/virtualkeys?page=1&pageSize=1"))
-        .bearer_auth(MASTER_KEY)
-        .send()
-        .await
-        .unwrap();
+    let mut res =
+        client.get(srv.url("/api/virtualkeys?page=1&pageSize=1")).bearer_auth(MASTER_KEY).send().await.unwrap();
     let page = json_body(&mut res).await;
     assert_eq!(page["totalCount"], 2);
     assert_eq!(page["totalPages"], 2);
@@ -105,19 +90,9 @@ async fn key_lifecycle_create_list_update_disable_delete() {
         .unwrap();
     assert_eq!(json_body(&mut res).await["isEnabled"], false);
 
-    let res = client
-        .delete(srv.url(&format!("/api/virtualkeys/{id}")))
-        .bearer_auth(MASTER_KEY)
-        .send()
-        .await
-        .unwrap();
+    let res = client.delete(srv.url(&format!("/api/virtualkeys/{id}"))).bearer_auth(MASTER_KEY).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
-    let mut res = client
-        .get(srv.url(&format!("/api/virtualkeys/{id}")))
-        .bearer_auth(MASTER_KEY)
-        .send()
-        .await
-        .unwrap();
+    let mut res = client.get(srv.url(&format!("/api/virtualkeys/{id}"))).bearer_auth(MASTER_KEY).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     assert_error_shape(&json_body(&mut res).await, "not_found_error");
     assert_eq!(key_count(&srv).await, 1);
@@ -136,15 +111,9 @@ async fn only_the_hash_of_a_key_is_stored() {
     assert_eq!(row.key_hash, switchyard::auth::secrets::sha256_hex(&key));
     let stored = format!("{row:?}");
     let random_part = &key["condt_".len()..];
-    assert!(
-        !stored.contains(random_part),
-        "no column holds the key: {stored}"
-    );
+    assert!(!stored.contains(random_part), "no column holds the key: {stored}");
     assert!(!stored.contains(&random_part[8..]), "not even its tail");
-    assert!(repo::find_by_hash(&db, &row.key_hash)
-        .await
-        .unwrap()
-        .is_some());
+    assert!(repo::find_by_hash(&db, &row.key_hash).await.unwrap().is_some());
 }
 
 #[actix_rt::test]
@@ -153,33 +122,10 @@ async fn each_master_key_source_is_accepted() {
     let client = srv.client();
     let url = srv.url("/api/virtualkeys");
     let statuses = [
-        client
-            .get(&url)
-            .insert_header(("X-API-Key", MASTER_KEY))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        client
-            .get(&url)
-            .insert_header(("X-Master-Key", MASTER_KEY))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        client
-            .get(&url)
-            .bearer_auth(MASTER_KEY)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        client
-            .get(format!("{url}?access_token={MASTER_KEY}"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        client.get(&url).insert_header(("X-API-Key", MASTER_KEY)).send().await.unwrap().status(),
+        client.get(&url).insert_header(("X-Master-Key", MASTER_KEY)).send().await.unwrap().status(),
+        client.get(&url).bearer_auth(MASTER_KEY).send().await.unwrap().status(),
+        client.get(format!("{url}?access_token={MASTER_KEY}")).send().await.unwrap().status(),
     ];
     assert_eq!(statuses, [StatusCode::OK; 4]);
 }
@@ -194,46 +140,13 @@ async fn wrong_or_missing_master_key_gets_401_and_changes_nothing() {
     let item = srv.url(&format!("/api/virtualkeys/{id}"));
 
     let attempts = vec![
-        client
-            .post(&url)
-            .send_json(&json!({"keyName": "x"}))
-            .await
-            .unwrap(),
-        client
-            .post(&url)
-            .insert_header(("X-API-Key", "wrong"))
-            .send_json(&json!({"keyName": "x"}))
-            .await
-            .unwrap(),
-        client
-            .post(&url)
-            .insert_header(("X-Master-Key", "wrong"))
-            .send_json(&json!({"keyName": "x"}))
-            .await
-            .unwrap(),
-        client
-            .post(&url)
-            .bearer_auth("wrong")
-            .send_json(&json!({"keyName": "x"}))
-            .await
-            .unwrap(),
-        client
-            .post(format!("{url}?access_token=wrong"))
-            .send_json(&json!({"keyName": "x"}))
-            .await
-            .unwrap(),
-        client
-            .put(&item)
-            .bearer_auth("wrong")
-            .send_json(&json!({"isEnabled": false}))
-            .await
-            .unwrap(),
-        client
-            .delete(&item)
-            .insert_header(("X-API-Key", format!("{MASTER_KEY}x")))
-            .send()
-            .await
-            .unwrap(),
+        client.post(&url).send_json(&json!({"keyName": "x"})).await.unwrap(),
+        client.post(&url).insert_header(("X-API-Key", "wrong")).send_json(&json!({"keyName": "x"})).await.unwrap(),
+        client.post(&url).insert_header(("X-Master-Key", "wrong")).send_json(&json!({"keyName": "x"})).await.unwrap(),
+        client.post(&url).bearer_auth("wrong").send_json(&json!({"keyName": "x"})).await.unwrap(),
+        client.post(format!("{url}?access_token=wrong")).send_json(&json!({"keyName": "x"})).await.unwrap(),
+        client.put(&item).bearer_auth("wrong").send_json(&json!({"isEnabled": false})).await.unwrap(),
+        client.delete(&item).insert_header(("X-API-Key", format!("{MASTER_KEY}x"))).send().await.unwrap(),
         client.get(&url).send().await.unwrap(),
     ];
     for mut res in attempts {
@@ -241,36 +154,18 @@ async fn wrong_or_missing_master_key_gets_401_and_changes_nothing() {
         assert_error_shape(&json_body(&mut res).await, "authentication_error");
     }
     assert_eq!(key_count(&srv).await, 1);
-    let mut res = client
-        .get(&item)
-        .bearer_auth(MASTER_KEY)
-        .send()
-        .await
-        .unwrap();
+    let mut res = client.get(&item).bearer_auth(MASTER_KEY).send().await.unwrap();
     assert_eq!(json_body(&mut res).await["isEnabled"], true);
 }
 
 #[actix_rt::test]
 async fn without_a_master_key_the_admin_api_is_unavailable() {
-    let srv = TestServer::start_with(Options {
-        master_key: None,
-        ..Options::default()
-    })
-    .await;
-    let mut res = srv
-        .client()
-        .get(srv.url("/api/virtualkeys"))
-        .bearer_auth("anything")
-        .send()
-        .await
-        .unwrap();
+    let srv = TestServer::start_with(Options { master_key: None, ..Options::default() }).await;
+    let mut res = srv.client().get(srv.url("/api/virtualkeys")).bearer_auth("anything").send().await.unwrap();
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body = json_body(&mut res).await;
     assert_error_shape(&body, "service_unavailable");
-    assert!(body["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("CONDUIT_MASTER_KEY"));
+    assert!(body["error"]["message"].as_str().unwrap().contains("CONDUIT_MASTER_KEY"));
 }
 
 #[actix_rt::test]
@@ -281,42 +176,19 @@ async fn bad_input_gets_400_or_404_in_the_error_shape_and_changes_nothing() {
     let id = created["keyInfo"]["id"].as_i64().unwrap();
     let url = srv.url("/api/virtualkeys");
     let item = srv.url(&format!("/api/virtualkeys/{id}"));
-    let post = |body: &'static str| {
-        client
-            .post(&url)
-            .bearer_auth(MASTER_KEY)
-            .content_type("application/json")
-            .send_body(body)
-    };
+    let post =
+        |body: &'static str| client.post(&url).bearer_auth(MASTER_KEY).content_type("application/json").send_body(body);
 
     let cases: Vec<(awc::ClientResponse<_>, &str)> = vec![
         (post("{\"keyName\": ").await.unwrap(), "Malformed JSON"),
         (post("").await.unwrap(), "body is required"),
         (post("[1,2]").await.unwrap(), "Invalid"),
         (post(r#"{"keyName": 5}"#).await.unwrap(), "keyName"),
-        (
-            post(r#"{"keyName": "a", "rateLimitRpm": "fast"}"#)
-                .await
-                .unwrap(),
-            "rateLimitRpm",
-        ),
-        (
-            post(r#"{"keyName": "a", "isEnable": false}"#)
-                .await
-                .unwrap(),
-            "isEnable",
-        ),
+        (post(r#"{"keyName": "a", "rateLimitRpm": "fast"}"#).await.unwrap(), "rateLimitRpm"),
+        (post(r#"{"keyName": "a", "isEnable": false}"#).await.unwrap(), "isEnable"),
         (post(r#"{"keyName": "   "}"#).await.unwrap(), "keyName"),
-        (
-            post(r#"{"keyName": "a", "maxBudget": -1}"#).await.unwrap(),
-            "maxBudget",
-        ),
-        (
-            post(r#"{"keyName": "a", "expiresAt": "tomorrow"}"#)
-                .await
-                .unwrap(),
-            "expiresAt",
-        ),
+        (post(r#"{"keyName": "a", "maxBudget": -1}"#).await.unwrap(), "maxBudget"),
+        (post(r#"{"keyName": "a", "expiresAt": "tomorrow"}"#).await.unwrap(), "expiresAt"),
         (
             client
                 .put(&item)
@@ -337,88 +209,40 @@ async fn bad_input_gets_400_or_404_in_the_error_shape_and_changes_nothing() {
                 .unwrap(),
             "isEnabled",
         ),
+        (client.get(srv.url("/api/virtualkeys/abc")).bearer_auth(MASTER_KEY).send().await.unwrap(), "abc"),
         (
-            client
-                .get(srv.url("/api/virtualkeys/abc"))
-                .bearer_auth(MASTER_KEY)
-                .send()
-                .await
-                .unwrap(),
-            "abc",
-        ),
-        (
-            client
-                .get(srv.url("/api/virtualkeys?pageSize=100000"))
-                .bearer_auth(MASTER_KEY)
-                .send()
-                .await
-                .unwrap(),
+            client.get(srv.url("/api/virtualkeys?pageSize=100000")).bearer_auth(MASTER_KEY).send().await.unwrap(),
             "pageSize",
         ),
-        (
-            client
-                .get(srv.url("/api/virtualkeys?page=x"))
-                .bearer_auth(MASTER_KEY)
-                .send()
-                .await
-                .unwrap(),
-            "query",
-        ),
+        (client.get(srv.url("/api/virtualkeys?page=x")).bearer_auth(MASTER_KEY).send().await.unwrap(), "query"),
     ];
     for (mut res, needle) in cases {
         assert_eq!(res.status(), StatusCode::BAD_REQUEST, "case {needle}");
         let body = json_body(&mut res).await;
         assert_error_shape(&body, "invalid_request_error");
-        assert!(
-            body["error"]["message"].as_str().unwrap().contains(needle),
-            "{needle}: {body}"
-        );
+        assert!(body["error"]["message"].as_str().unwrap().contains(needle), "{needle}: {body}");
     }
 
     for path in ["/api/virtualkeys/999999"] {
-        let mut res = client
-            .get(srv.url(path))
-            .bearer_auth(MASTER_KEY)
-            .send()
-            .await
-            .unwrap();
+        let mut res = client.get(srv.url(path)).bearer_auth(MASTER_KEY).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::NOT_FOUND);
         assert_error_shape(&json_body(&mut res).await, "not_found_error");
-        let res = client
-            .put(srv.url(path))
-            .bearer_auth(MASTER_KEY)
-            .send_json(&json!({"isEnabled": false}))
-            .await
-            .unwrap();
+        let res =
+            client.put(srv.url(path)).bearer_auth(MASTER_KEY).send_json(&json!({"isEnabled": false})).await.unwrap();
         assert_eq!(res.status(), StatusCode::NOT_FOUND);
-        let res = client
-            .delete(srv.url(path))
-            .bearer_auth(MASTER_KEY)
-            .send()
-            .await
-            .unwrap();
+        let res = client.delete(srv.url(path)).bearer_auth(MASTER_KEY).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::NOT_FOUND);
     }
 
     assert_eq!(key_count(&srv).await, 1, "no bad request created a key");
-    let mut res = client
-        .get(&item)
-        .bearer_auth(MASTER_KEY)
-        .send()
-        .await
-        .unwrap();
+    let mut res = client.get(&item).bearer_auth(MASTER_KEY).send().await.unwrap();
     let unchanged = json_body(&mut res).await;
     assert_eq!(unchanged["rateLimitRpm"], 10);
     assert_eq!(unchanged["isEnabled"], true);
 }
 
 async fn readiness(srv: &TestServer) -> (StatusCode, Value) {
-    let mut res = srv
-        .client()
-        .get(srv.url("/health/ready"))
-        .send()
-        .await
-        .unwrap();
+    let mut res = srv.client().get(srv.url("/health/ready")).send().await.unwrap();
     let status = res.status();
     (status, json_body(&mut res).await)
 }
@@ -440,21 +264,13 @@ async fn wait_for_readiness(srv: &TestServer, want: StatusCode) -> Value {
 #[actix_rt::test]
 async fn liveness_needs_no_auth_and_health_mirrors_readiness() {
     let srv = TestServer::start().await;
-    let res = srv
-        .client()
-        .get(srv.url("/health/live"))
-        .send()
-        .await
-        .unwrap();
+    let res = srv.client().get(srv.url("/health/live")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let mut res = srv.client().get(srv.url("/health")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let body = json_body(&mut res).await;
     assert_eq!(body["checks"]["database"]["status"], "Healthy");
-    assert!(
-        body["checks"].get("redis").is_none(),
-        "no Redis configured, none checked"
-    );
+    assert!(body["checks"].get("redis").is_none(), "no Redis configured, none checked");
 }
 
 #[actix_rt::test]
@@ -474,17 +290,8 @@ async fn readiness_follows_redis_down_and_back() {
     assert_eq!(body["status"], "Unhealthy");
     assert_eq!(body["checks"]["redis"]["status"], "Unhealthy");
     assert_eq!(body["checks"]["database"]["status"], "Healthy");
-    let live = srv
-        .client()
-        .get(srv.url("/health/live"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        live.status(),
-        StatusCode::OK,
-        "liveness does not depend on Redis"
-    );
+    let live = srv.client().get(srv.url("/health/live")).send().await.unwrap();
+    assert_eq!(live.status(), StatusCode::OK, "liveness does not depend on Redis");
 
     redis.up().await;
     let body = wait_for_readiness(&srv, StatusCode::OK).await;
@@ -501,11 +308,8 @@ async fn readiness_follows_the_database_down_and_back() {
     }
     let pg = Proxy::start(&common::host_port(&common::pg_admin_url())).await;
     let admin = common::pg_admin_url();
-    let user = admin
-        .split_once("://")
-        .and_then(|(_, r)| r.split_once('@'))
-        .map(|(u, _)| u.to_string())
-        .unwrap_or_default();
+    let user =
+        admin.split_once("://").and_then(|(_, r)| r.split_once('@')).map(|(u, _)| u.to_string()).unwrap_or_default();
     let srv = TestServer::start_with(Options {
         database_url: Some(format!("postgres://{user}@{}/{{db}}", pg.addr)),
         ..Options::default()
@@ -516,18 +320,8 @@ async fn readiness_follows_the_database_down_and_back() {
     pg.down();
     let body = wait_for_readiness(&srv, StatusCode::SERVICE_UNAVAILABLE).await;
     assert_eq!(body["checks"]["database"]["status"], "Unhealthy");
-    let mut res = srv
-        .client()
-        .get(srv.url("/api/virtualkeys"))
-        .bearer_auth(MASTER_KEY)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        res.status(),
-        StatusCode::SERVICE_UNAVAILABLE,
-        "API calls fail cleanly while the database is away"
-    );
+    let mut res = srv.client().get(srv.url("/api/virtualkeys")).bearer_auth(MASTER_KEY).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE, "API calls fail cleanly while the database is away");
     assert_error_shape(&json_body(&mut res).await, "service_unavailable");
 
     pg.up().await;

@@ -10,9 +10,7 @@ use base64::Engine as _;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, EncodingKey, Header};
 use serde_json::{json, Value};
-use switchyard::auth::jwt::{
-    bearer_token, BearerError, ChatIdentity, Claims, JwtError, JwtSettings, JwtVerifier,
-};
+use switchyard::auth::jwt::{bearer_token, BearerError, ChatIdentity, Claims, JwtError, JwtSettings, JwtVerifier};
 
 const SECRET: &str = "an-hmac-secret-that-is-at-least-64-bytes-long-for-hs512-0123456789";
 
@@ -29,10 +27,7 @@ fn fixture(name: &str) -> String {
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
 fn claims() -> Value {
@@ -81,10 +76,7 @@ fn sign(alg: Algorithm, claims: &Value) -> String {
 }
 
 fn settings_for(alg: &str) -> JwtSettings {
-    let mut s = JwtSettings {
-        algorithm: alg.to_string(),
-        ..JwtSettings::default()
-    };
+    let mut s = JwtSettings { algorithm: alg.to_string(), ..JwtSettings::default() };
     let parsed: Algorithm = alg.parse().unwrap();
     if parsed.family() == AlgorithmFamily::Hmac {
         s.secret = SECRET.to_string();
@@ -95,9 +87,7 @@ fn settings_for(alg: &str) -> JwtSettings {
 }
 
 fn verifier(s: &JwtSettings) -> JwtVerifier {
-    JwtVerifier::from_settings(s)
-        .expect("config ok")
-        .expect("verifier configured")
+    JwtVerifier::from_settings(s).expect("config ok").expect("verifier configured")
 }
 
 fn b64(v: &Value) -> String {
@@ -122,9 +112,7 @@ fn assert_invalid_because(r: Result<Claims, JwtError>, needle: &str) {
 }
 
 fn config_err(s: &JwtSettings) -> String {
-    JwtVerifier::from_settings(s)
-        .expect_err("config must be rejected")
-        .to_string()
+    JwtVerifier::from_settings(s).expect_err("config must be rejected").to_string()
 }
 
 // ------------------------------------------------------------------------------------------
@@ -134,10 +122,7 @@ fn config_err(s: &JwtSettings) -> String {
 async fn roundtrip(alg_name: &str) {
     let alg: Algorithm = alg_name.parse().unwrap();
     let v = verifier(&settings_for(alg_name));
-    let c = v
-        .verify(&sign(alg, &claims()))
-        .await
-        .unwrap_or_else(|e| panic!("{alg_name}: {e:?}"));
+    let c = v.verify(&sign(alg, &claims())).await.unwrap_or_else(|e| panic!("{alg_name}: {e:?}"));
     assert_eq!(c.get_str("sub").as_deref(), Some("user-1"));
     assert_eq!(v.algorithm(), alg_name);
 }
@@ -158,15 +143,8 @@ valid_alg_tests! {
 
 #[tokio::test]
 async fn public_key_may_be_a_file_path() {
-    let s = JwtSettings {
-        algorithm: "RS256".into(),
-        public_key: fixture_path("rsa_public.pem"),
-        ..Default::default()
-    };
-    verifier(&s)
-        .verify(&sign(Algorithm::RS256, &claims()))
-        .await
-        .unwrap();
+    let s = JwtSettings { algorithm: "RS256".into(), public_key: fixture_path("rsa_public.pem"), ..Default::default() };
+    verifier(&s).verify(&sign(Algorithm::RS256, &claims())).await.unwrap();
 }
 
 #[tokio::test]
@@ -176,10 +154,7 @@ async fn inline_pem_with_escaped_newlines_is_accepted() {
         public_key: fixture("ec_p256_public.pem").replace('\n', "\\n"),
         ..Default::default()
     };
-    verifier(&s)
-        .verify(&sign(Algorithm::ES256, &claims()))
-        .await
-        .unwrap();
+    verifier(&s).verify(&sign(Algorithm::ES256, &claims())).await.unwrap();
 }
 
 // ------------------------------------------------------------------------------------------
@@ -189,10 +164,7 @@ async fn inline_pem_with_escaped_newlines_is_accepted() {
 #[tokio::test]
 async fn expired_token_is_rejected_as_expired() {
     let v = verifier(&settings_for("HS256"));
-    let t = sign(
-        Algorithm::HS256,
-        &with(claims(), json!({ "exp": now() - 120 })),
-    );
+    let t = sign(Algorithm::HS256, &with(claims(), json!({ "exp": now() - 120 })));
     let err = v.verify(&t).await.unwrap_err();
     assert_eq!(err, JwtError::Expired);
     assert_eq!(err.to_string(), "Token has expired");
@@ -201,16 +173,10 @@ async fn expired_token_is_rejected_as_expired() {
 #[tokio::test]
 async fn expired_within_skew_passes() {
     let v = verifier(&settings_for("HS256")); // default skew 30s
-    let t = sign(
-        Algorithm::HS256,
-        &with(claims(), json!({ "exp": now() - 10 })),
-    );
+    let t = sign(Algorithm::HS256, &with(claims(), json!({ "exp": now() - 10 })));
     v.verify(&t).await.unwrap();
 
-    let strict = verifier(&JwtSettings {
-        clock_skew_seconds: 0,
-        ..settings_for("HS256")
-    });
+    let strict = verifier(&JwtSettings { clock_skew_seconds: 0, ..settings_for("HS256") });
     assert_eq!(strict.verify(&t).await.unwrap_err(), JwtError::Expired);
 }
 
@@ -229,53 +195,29 @@ async fn expired_token_with_bad_signature_is_invalid_not_expired() {
 #[tokio::test]
 async fn nbf_in_the_future_is_rejected() {
     let v = verifier(&settings_for("HS256"));
-    let t = sign(
-        Algorithm::HS256,
-        &with(claims(), json!({ "nbf": now() + 120 })),
-    );
+    let t = sign(Algorithm::HS256, &with(claims(), json!({ "nbf": now() + 120 })));
     assert_invalid_because(v.verify(&t).await, "Immature");
-    let within_skew = sign(
-        Algorithm::HS256,
-        &with(claims(), json!({ "nbf": now() + 10 })),
-    );
+    let within_skew = sign(Algorithm::HS256, &with(claims(), json!({ "nbf": now() + 10 })));
     v.verify(&within_skew).await.unwrap();
 }
 
 #[tokio::test]
 async fn iat_in_the_future_is_rejected() {
     let v = verifier(&settings_for("HS256"));
-    let t = sign(
-        Algorithm::HS256,
-        &with(claims(), json!({ "iat": now() + 120 })),
-    );
+    let t = sign(Algorithm::HS256, &with(claims(), json!({ "iat": now() + 120 })));
     assert_invalid_because(v.verify(&t).await, "iat is in the future");
-    let within_skew = sign(
-        Algorithm::HS256,
-        &with(claims(), json!({ "iat": now() + 10 })),
-    );
+    let within_skew = sign(Algorithm::HS256, &with(claims(), json!({ "iat": now() + 10 })));
     v.verify(&within_skew).await.unwrap();
-    let not_a_number = sign(
-        Algorithm::HS256,
-        &with(claims(), json!({ "iat": "yesterday" })),
-    );
+    let not_a_number = sign(Algorithm::HS256, &with(claims(), json!({ "iat": "yesterday" })));
     assert_invalid(v.verify(&not_a_number).await);
 }
 
 #[tokio::test]
 async fn issuer_is_checked_when_configured() {
-    let v = verifier(&JwtSettings {
-        issuer: "https://idp.example".into(),
-        ..settings_for("HS256")
-    });
-    let good = sign(
-        Algorithm::HS256,
-        &with(claims(), json!({ "iss": "https://idp.example" })),
-    );
+    let v = verifier(&JwtSettings { issuer: "https://idp.example".into(), ..settings_for("HS256") });
+    let good = sign(Algorithm::HS256, &with(claims(), json!({ "iss": "https://idp.example" })));
     v.verify(&good).await.unwrap();
-    let wrong = sign(
-        Algorithm::HS256,
-        &with(claims(), json!({ "iss": "https://evil.example" })),
-    );
+    let wrong = sign(Algorithm::HS256, &with(claims(), json!({ "iss": "https://evil.example" })));
     assert_invalid_because(v.verify(&wrong).await, "InvalidIssuer");
     let missing = sign(Algorithm::HS256, &claims());
     assert_invalid(v.verify(&missing).await);
@@ -283,18 +225,12 @@ async fn issuer_is_checked_when_configured() {
 
 #[tokio::test]
 async fn audience_is_checked_when_configured() {
-    let v = verifier(&JwtSettings {
-        audience: "switchyard".into(),
-        ..settings_for("HS256")
-    });
+    let v = verifier(&JwtSettings { audience: "switchyard".into(), ..settings_for("HS256") });
     for ok in [json!("switchyard"), json!(["other", "switchyard"])] {
         let t = sign(Algorithm::HS256, &with(claims(), json!({ "aud": ok })));
         v.verify(&t).await.unwrap();
     }
-    let wrong = sign(
-        Algorithm::HS256,
-        &with(claims(), json!({ "aud": "someone-else" })),
-    );
+    let wrong = sign(Algorithm::HS256, &with(claims(), json!({ "aud": "someone-else" })));
     assert_invalid_because(v.verify(&wrong).await, "InvalidAudience");
     assert_invalid(v.verify(&sign(Algorithm::HS256, &claims())).await);
 
@@ -308,10 +244,7 @@ async fn missing_exp_is_rejected() {
     let v = verifier(&settings_for("HS256"));
     let t = sign(Algorithm::HS256, &with(claims(), json!({ "exp": null })));
     assert_invalid_because(v.verify(&t).await, "exp");
-    let t = sign(
-        Algorithm::HS256,
-        &with(claims(), json!({ "exp": "tomorrow" })),
-    );
+    let t = sign(Algorithm::HS256, &with(claims(), json!({ "exp": "tomorrow" })));
     assert_invalid(v.verify(&t).await);
 }
 
@@ -324,11 +257,7 @@ async fn alg_none_is_rejected() {
     for configured in ["HS256", "RS256"] {
         let v = verifier(&settings_for(configured));
         for alg in ["none", "None", "NONE"] {
-            let t = format!(
-                "{}.{}.",
-                b64(&json!({ "alg": alg, "typ": "JWT" })),
-                b64(&claims())
-            );
+            let t = format!("{}.{}.", b64(&json!({ "alg": alg, "typ": "JWT" })), b64(&claims()));
             assert_invalid_because(v.verify(&t).await, "alg none");
             // Even with a signature segment attached.
             let t = format!("{t}c2lnbmF0dXJl");
@@ -341,20 +270,10 @@ async fn alg_none_is_rejected() {
 async fn algorithm_confusion_hs256_signed_with_public_pem_is_rejected() {
     let pem = fixture("rsa_public.pem");
     let v = verifier(&settings_for("RS256"));
-    let forged = sign_with(
-        Algorithm::HS256,
-        None,
-        &claims(),
-        &EncodingKey::from_secret(pem.as_bytes()),
-    );
+    let forged = sign_with(Algorithm::HS256, None, &claims(), &EncodingKey::from_secret(pem.as_bytes()));
     assert_invalid_because(v.verify(&forged).await, "does not match configured RS256");
     // Also with the trimmed PEM (as the verifier stores it) and with kid games.
-    let forged = sign_with(
-        Algorithm::HS256,
-        Some("x"),
-        &claims(),
-        &EncodingKey::from_secret(pem.trim().as_bytes()),
-    );
+    let forged = sign_with(Algorithm::HS256, Some("x"), &claims(), &EncodingKey::from_secret(pem.trim().as_bytes()));
     assert_invalid(v.verify(&forged).await);
 }
 
@@ -387,12 +306,7 @@ async fn bad_signature_is_rejected() {
     assert_invalid_because(v.verify(&t).await, "InvalidSignature");
 
     let v = verifier(&settings_for("HS256"));
-    let t = sign_with(
-        Algorithm::HS256,
-        None,
-        &claims(),
-        &EncodingKey::from_secret(b"wrong"),
-    );
+    let t = sign_with(Algorithm::HS256, None, &claims(), &EncodingKey::from_secret(b"wrong"));
     assert_invalid(v.verify(&t).await);
 }
 
@@ -408,17 +322,9 @@ async fn malformed_tokens_are_rejected() {
         "a.b.c".to_string(),
         format!("{good}.extra"),
         "!!!.###.$$$".to_string(),
-        format!(
-            "{}.{}.sig",
-            URL_SAFE_NO_PAD.encode("not json"),
-            b64(&claims())
-        ),
+        format!("{}.{}.sig", URL_SAFE_NO_PAD.encode("not json"), b64(&claims())),
         format!("{}.{}.sig", b64(&json!({ "typ": "JWT" })), b64(&claims())),
-        format!(
-            "{}.{}.sig",
-            b64(&json!({ "alg": "HS256", "crit": ["exp"] })),
-            b64(&claims())
-        ),
+        format!("{}.{}.sig", b64(&json!({ "alg": "HS256", "crit": ["exp"] })), b64(&claims())),
         format!("{}.not-base64!.sig", b64(&json!({ "alg": "HS256" }))),
         huge,
     ];
@@ -443,36 +349,15 @@ async fn malformed_tokens_are_rejected() {
 async fn missing_tenant_claim_is_reported_by_name() {
     let s = settings_for("HS256");
     let v = verifier(&s);
-    let c = v
-        .verify(&sign(
-            Algorithm::HS256,
-            &with(claims(), json!({ "tenant_id": null })),
-        ))
-        .await;
+    let c = v.verify(&sign(Algorithm::HS256, &with(claims(), json!({ "tenant_id": null })))).await;
     let err = c.unwrap().identity(&s).unwrap_err();
     assert_eq!(err, JwtError::MissingClaim("tenant_id".into()));
     assert_eq!(err.to_string(), "Token missing required claim: tenant_id");
 
-    let c = v
-        .verify(&sign(
-            Algorithm::HS256,
-            &with(claims(), json!({ "sub": null })),
-        ))
-        .await;
-    assert_eq!(
-        c.unwrap().identity(v.settings()).unwrap_err().to_string(),
-        "Token missing required claim: sub"
-    );
-    let c = v
-        .verify(&sign(
-            Algorithm::HS256,
-            &with(claims(), json!({ "tenant_id": "" })),
-        ))
-        .await;
-    assert_eq!(
-        c.unwrap().identity(&s).unwrap_err(),
-        JwtError::MissingClaim("tenant_id".into())
-    );
+    let c = v.verify(&sign(Algorithm::HS256, &with(claims(), json!({ "sub": null })))).await;
+    assert_eq!(c.unwrap().identity(v.settings()).unwrap_err().to_string(), "Token missing required claim: sub");
+    let c = v.verify(&sign(Algorithm::HS256, &with(claims(), json!({ "tenant_id": "" })))).await;
+    assert_eq!(c.unwrap().identity(&s).unwrap_err(), JwtError::MissingClaim("tenant_id".into()));
 }
 
 #[tokio::test]
@@ -485,43 +370,25 @@ async fn custom_claim_names() {
         ..settings_for("HS256")
     };
     let v = verifier(&s);
-    let t = sign(
-        Algorithm::HS256,
-        &with(
-            claims(),
-            json!({ "org": "acme", "uid": 42, "sid": "s-9", "entity": "bot-7" }),
-        ),
-    );
+    let t =
+        sign(Algorithm::HS256, &with(claims(), json!({ "org": "acme", "uid": 42, "sid": "s-9", "entity": "bot-7" })));
     let c = v.verify(&t).await.unwrap();
     assert_eq!(
         c.identity(&s).unwrap(),
-        ChatIdentity {
-            tenant_id: "acme".into(),
-            user_id: "42".into(),
-            session_id: "s-9".into()
-        }
+        ChatIdentity { tenant_id: "acme".into(), user_id: "42".into(), session_id: "s-9".into() }
     );
     assert_eq!(c.entity(&s).unwrap(), "bot-7");
     // Default claim names are not consulted.
     let t = sign(Algorithm::HS256, &claims());
     let c = v.verify(&t).await.unwrap();
-    assert_eq!(
-        c.identity(&s).unwrap_err(),
-        JwtError::MissingClaim("org".into())
-    );
-    assert_eq!(
-        c.entity(&s).unwrap_err().to_string(),
-        "Token missing required claim: entity"
-    );
+    assert_eq!(c.identity(&s).unwrap_err(), JwtError::MissingClaim("org".into()));
+    assert_eq!(c.entity(&s).unwrap_err().to_string(), "Token missing required claim: entity");
 }
 
 #[tokio::test]
 async fn session_defaults_to_default() {
     let s = settings_for("HS256");
-    let c = verifier(&s)
-        .verify(&sign(Algorithm::HS256, &claims()))
-        .await
-        .unwrap();
+    let c = verifier(&s).verify(&sign(Algorithm::HS256, &claims())).await.unwrap();
     let id = c.identity(&s).unwrap();
     assert_eq!(id.tenant_id, "tenant-1");
     assert_eq!(id.user_id, "user-1");
@@ -532,9 +399,7 @@ async fn session_defaults_to_default() {
 #[test]
 fn get_str_renders_strings_and_numbers_only() {
     let raw = json!({ "s": "x", "i": 7, "f": 1.5, "b": true, "n": null, "a": [1], "o": {} });
-    let c = Claims {
-        raw: raw.as_object().unwrap().clone(),
-    };
+    let c = Claims { raw: raw.as_object().unwrap().clone() };
     assert_eq!(c.get_str("s").as_deref(), Some("x"));
     assert_eq!(c.get_str("i").as_deref(), Some("7"));
     assert_eq!(c.get_str("f").as_deref(), Some("1.5"));
@@ -549,29 +414,17 @@ fn get_str_renders_strings_and_numbers_only() {
 
 #[test]
 fn nothing_configured_means_no_verifier() {
-    assert!(JwtVerifier::from_settings(&JwtSettings::default())
-        .unwrap()
-        .is_none());
-    let s = JwtSettings {
-        algorithm: "RS256".into(),
-        issuer: "x".into(),
-        ..Default::default()
-    };
+    assert!(JwtVerifier::from_settings(&JwtSettings::default()).unwrap().is_none());
+    let s = JwtSettings { algorithm: "RS256".into(), issuer: "x".into(), ..Default::default() };
     assert!(JwtVerifier::from_settings(&s).unwrap().is_none());
 }
 
 #[test]
 fn config_errors_name_the_setting() {
-    let es512 = JwtSettings {
-        algorithm: "ES512".into(),
-        ..settings_for("ES256")
-    };
+    let es512 = JwtSettings { algorithm: "ES512".into(), ..settings_for("ES256") };
     assert!(config_err(&es512).starts_with("jwt.algorithm: unsupported algorithm 'ES512'"));
 
-    let none = JwtSettings {
-        algorithm: "none".into(),
-        ..settings_for("HS256")
-    };
+    let none = JwtSettings { algorithm: "none".into(), ..settings_for("HS256") };
     assert!(config_err(&none).starts_with("jwt.algorithm: unsupported algorithm 'none'"));
 
     let no_secret = JwtSettings {
@@ -586,60 +439,30 @@ fn config_errors_name_the_setting() {
         public_key: "-----BEGIN PUBLIC KEY-----\nbm90IGEga2V5\n-----END PUBLIC KEY-----\n".into(),
         ..Default::default()
     };
-    assert_eq!(
-        config_err(&garbage),
-        "jwt.public_key: not a valid PEM key for RS256"
-    );
+    assert_eq!(config_err(&garbage), "jwt.public_key: not a valid PEM key for RS256");
 
-    let ec_for_rsa = JwtSettings {
-        public_key: fixture("ec_p256_public.pem"),
-        ..settings_for("RS256")
-    };
+    let ec_for_rsa = JwtSettings { public_key: fixture("ec_p256_public.pem"), ..settings_for("RS256") };
     assert!(config_err(&ec_for_rsa).starts_with("jwt.public_key: not a valid PEM key for RS256"));
 
-    let p384_for_es256 = JwtSettings {
-        public_key: fixture("ec_p384_public.pem"),
-        ..settings_for("ES256")
-    };
-    assert!(
-        config_err(&p384_for_es256).starts_with("jwt.public_key: not a valid PEM key for ES256")
-    );
+    let p384_for_es256 = JwtSettings { public_key: fixture("ec_p384_public.pem"), ..settings_for("ES256") };
+    assert!(config_err(&p384_for_es256).starts_with("jwt.public_key: not a valid PEM key for ES256"));
 
-    let rsa_for_eddsa = JwtSettings {
-        public_key: fixture("rsa_public.pem"),
-        ..settings_for("EdDSA")
-    };
+    let rsa_for_eddsa = JwtSettings { public_key: fixture("rsa_public.pem"), ..settings_for("EdDSA") };
     assert!(config_err(&rsa_for_eddsa).starts_with("jwt.public_key: not a valid PEM key for EdDSA"));
 
-    let private = JwtSettings {
-        public_key: fixture("rsa_private.pem"),
-        ..settings_for("RS256")
-    };
+    let private = JwtSettings { public_key: fixture("rsa_private.pem"), ..settings_for("RS256") };
     assert!(config_err(&private).starts_with("jwt.public_key: not a valid PEM key for RS256"));
 
-    let missing_file = JwtSettings {
-        public_key: "/nonexistent/key.pem".into(),
-        ..settings_for("RS256")
-    };
+    let missing_file = JwtSettings { public_key: "/nonexistent/key.pem".into(), ..settings_for("RS256") };
     assert!(config_err(&missing_file).starts_with("jwt.public_key: cannot read PEM file"));
 
-    let secret_with_rsa = JwtSettings {
-        secret: SECRET.into(),
-        ..settings_for("RS256")
-    };
+    let secret_with_rsa = JwtSettings { secret: SECRET.into(), ..settings_for("RS256") };
     assert!(config_err(&secret_with_rsa).starts_with("jwt.secret: "));
 
-    let bad_url = JwtSettings {
-        algorithm: "RS256".into(),
-        jwks_url: "not a url".into(),
-        ..Default::default()
-    };
+    let bad_url = JwtSettings { algorithm: "RS256".into(), jwks_url: "not a url".into(), ..Default::default() };
     assert!(config_err(&bad_url).starts_with("jwt.jwks_url: "));
 
-    let huge_skew = JwtSettings {
-        clock_skew_seconds: u64::MAX,
-        ..settings_for("HS256")
-    };
+    let huge_skew = JwtSettings { clock_skew_seconds: u64::MAX, ..settings_for("HS256") };
     assert!(config_err(&huge_skew).starts_with("jwt.clock_skew_seconds: "));
 }
 
@@ -649,14 +472,8 @@ fn settings_defaults_and_debug_redaction() {
     assert_eq!(d.algorithm, "HS256");
     assert_eq!(d.clock_skew_seconds, 30);
     assert_eq!(d.jwks_refresh_interval_seconds, 60);
-    assert_eq!(
-        (d.tenant_id_claim.as_str(), d.user_id_claim.as_str()),
-        ("tenant_id", "sub")
-    );
-    assert_eq!(
-        (d.session_id_claim.as_str(), d.entity_claim.as_str()),
-        ("session_id", "sub")
-    );
+    assert_eq!((d.tenant_id_claim.as_str(), d.user_id_claim.as_str()), ("tenant_id", "sub"));
+    assert_eq!((d.session_id_claim.as_str(), d.entity_claim.as_str()), ("session_id", "sub"));
 
     let from_json: JwtSettings =
         serde_json::from_value(json!({ "secret": "top-secret-value", "issuer": "i" })).unwrap();
@@ -667,10 +484,7 @@ fn settings_defaults_and_debug_redaction() {
     let dbg = format!("{from_json:?}");
     assert!(!dbg.contains("top-secret-value"), "{dbg}");
     assert!(dbg.contains("<redacted>"));
-    let v = verifier(&JwtSettings {
-        secret: "top-secret-value".into(),
-        ..Default::default()
-    });
+    let v = verifier(&JwtSettings { secret: "top-secret-value".into(), ..Default::default() });
     assert!(!format!("{v:?}").contains("top-secret-value"));
     assert!(!format!("{:?}", v.settings()).contains("top-secret-value"));
 }
@@ -682,34 +496,13 @@ fn bearer_token_parsing() {
     assert_eq!(bearer_token(Some("BEARER   abc  ")), Ok("abc"));
     assert_eq!(bearer_token(None), Err(BearerError::Missing));
     assert_eq!(bearer_token(Some("")), Err(BearerError::Missing));
-    for bad in [
-        "Bearer",
-        "Bearer ",
-        "Basic abc",
-        "Bearerabc",
-        "Token abc",
-        "Bearer a b",
-        "abc",
-    ] {
-        assert_eq!(
-            bearer_token(Some(bad)),
-            Err(BearerError::Malformed),
-            "{bad:?}"
-        );
+    for bad in ["Bearer", "Bearer ", "Basic abc", "Bearerabc", "Token abc", "Bearer a b", "abc"] {
+        assert_eq!(bearer_token(Some(bad)), Err(BearerError::Malformed), "{bad:?}");
     }
-    assert_eq!(
-        BearerError::Missing.to_string(),
-        "Authorization header required"
-    );
-    assert_eq!(
-        BearerError::Malformed.to_string(),
-        "Invalid authorization header format. Expected: Bearer <token>"
-    );
+    assert_eq!(BearerError::Missing.to_string(), "Authorization header required");
+    assert_eq!(BearerError::Malformed.to_string(), "Invalid authorization header format. Expected: Bearer <token>");
     assert_eq!(JwtError::KeysUnavailable.to_string(), "Invalid token");
-    assert_eq!(
-        JwtError::Invalid("reason".into()).to_string(),
-        "Invalid token"
-    );
+    assert_eq!(JwtError::Invalid("reason".into()).to_string(), "Invalid token");
 }
 
 // ------------------------------------------------------------------------------------------
@@ -759,26 +552,19 @@ impl JwksServer {
                 let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
                 let port = listener.local_addr().unwrap().port();
                 let data = web::Data::new(server_state);
-                let server = HttpServer::new(move || {
-                    App::new()
-                        .app_data(data.clone())
-                        .route("/jwks.json", web::get().to(jwks))
-                })
-                .workers(1)
-                .disable_signals()
-                .listen(listener)
-                .unwrap()
-                .run();
+                let server =
+                    HttpServer::new(move || App::new().app_data(data.clone()).route("/jwks.json", web::get().to(jwks)))
+                        .workers(1)
+                        .disable_signals()
+                        .listen(listener)
+                        .unwrap()
+                        .run();
                 tx.send((port, server.handle())).unwrap();
                 server.await.unwrap();
             })
         });
         let (port, handle) = rx.recv().unwrap();
-        JwksServer {
-            url: format!("http://127.0.0.1:{port}/jwks.json"),
-            state,
-            handle,
-        }
+        JwksServer { url: format!("http://127.0.0.1:{port}/jwks.json"), state, handle }
     }
 
     fn hits(&self) -> usize {
@@ -839,27 +625,12 @@ async fn jwks_verifies_by_kid() {
     let _: JwkSet = serde_json::from_value(server.state.body.lock().unwrap().clone()).unwrap();
     let v = verifier(&jwks_settings(&server.url, "RS256", 60));
     let k1 = encoding_key(Algorithm::RS256);
-    v.verify(&sign_with(Algorithm::RS256, Some("k1"), &claims(), &k1))
-        .await
-        .unwrap();
-    v.verify(&sign_with(
-        Algorithm::RS256,
-        Some("k2"),
-        &claims(),
-        &rsa2_key(),
-    ))
-    .await
-    .unwrap();
+    v.verify(&sign_with(Algorithm::RS256, Some("k1"), &claims(), &k1)).await.unwrap();
+    v.verify(&sign_with(Algorithm::RS256, Some("k2"), &claims(), &rsa2_key())).await.unwrap();
     // Right kid, wrong key.
-    assert_invalid(
-        v.verify(&sign_with(Algorithm::RS256, Some("k2"), &claims(), &k1))
-            .await,
-    );
+    assert_invalid(v.verify(&sign_with(Algorithm::RS256, Some("k2"), &claims(), &k1)).await);
     // No kid and two keys: no way to choose.
-    assert_invalid(
-        v.verify(&sign_with(Algorithm::RS256, None, &claims(), &k1))
-            .await,
-    );
+    assert_invalid(v.verify(&sign_with(Algorithm::RS256, None, &claims(), &k1)).await);
     assert_eq!(server.hits(), 1, "keys are cached");
 }
 
@@ -874,12 +645,8 @@ async fn jwks_other_families_and_kidless_single_key() {
         let server = JwksServer::start(jwks(vec![jwk(alg, public, "only")]));
         let v = verifier(&jwks_settings(&server.url, alg_name, 60));
         let key = encoding_key(alg);
-        v.verify(&sign_with(alg, Some("only"), &claims(), &key))
-            .await
-            .unwrap();
-        v.verify(&sign_with(alg, None, &claims(), &key))
-            .await
-            .unwrap();
+        v.verify(&sign_with(alg, Some("only"), &claims(), &key)).await.unwrap();
+        v.verify(&sign_with(alg, None, &claims(), &key)).await.unwrap();
     }
 }
 
@@ -898,18 +665,8 @@ async fn jwks_key_with_incompatible_alg_is_not_used() {
     let t = sign_with(Algorithm::RS256, Some("rs512-key"), &claims(), &k1);
     assert_invalid_because(v.verify(&t).await, "unknown kid");
     let hmac = EncodingKey::from_secret(SECRET.as_bytes());
-    assert_invalid(
-        v.verify(&sign_with(Algorithm::HS256, Some("hmac"), &claims(), &hmac))
-            .await,
-    );
-    v.verify(&sign_with(
-        Algorithm::RS256,
-        Some("good"),
-        &claims(),
-        &rsa2_key(),
-    ))
-    .await
-    .unwrap();
+    assert_invalid(v.verify(&sign_with(Algorithm::HS256, Some("hmac"), &claims(), &hmac)).await);
+    v.verify(&sign_with(Algorithm::RS256, Some("good"), &claims(), &rsa2_key())).await.unwrap();
 }
 
 #[tokio::test]
@@ -917,14 +674,7 @@ async fn jwks_key_rotation_refetches_once() {
     let server = JwksServer::start(jwks(vec![jwk(Algorithm::RS256, "rsa_public.pem", "old")]));
     let v = verifier(&jwks_settings(&server.url, "RS256", 1));
     let old_key = encoding_key(Algorithm::RS256);
-    v.verify(&sign_with(
-        Algorithm::RS256,
-        Some("old"),
-        &claims(),
-        &old_key,
-    ))
-    .await
-    .unwrap();
+    v.verify(&sign_with(Algorithm::RS256, Some("old"), &claims(), &old_key)).await.unwrap();
     assert_eq!(server.hits(), 1);
 
     server.set_body(jwks(vec![jwk(Algorithm::RS256, "rsa2_public.pem", "new")]));
@@ -949,9 +699,7 @@ async fn jwks_unknown_kid_refetches_at_most_once_per_interval() {
         assert_invalid_because(v.verify(&unknown).await, "unknown kid");
     }
     assert_eq!(server.hits(), 1, "one fetch within the interval");
-    v.verify(&sign_with(Algorithm::RS256, Some("k1"), &claims(), &key))
-        .await
-        .unwrap();
+    v.verify(&sign_with(Algorithm::RS256, Some("k1"), &claims(), &key)).await.unwrap();
     assert_eq!(server.hits(), 1);
 
     // With a 1s interval a refetch is allowed again after it elapses, but only one.
@@ -973,12 +721,7 @@ async fn jwks_concurrent_first_use_shares_one_fetch() {
     let server = JwksServer::start(jwks(vec![jwk(Algorithm::RS256, "rsa_public.pem", "k1")]));
     server.state.delay_ms.store(300, Ordering::SeqCst);
     let v = verifier(&jwks_settings(&server.url, "RS256", 60));
-    let token = sign_with(
-        Algorithm::RS256,
-        Some("k1"),
-        &claims(),
-        &encoding_key(Algorithm::RS256),
-    );
+    let token = sign_with(Algorithm::RS256, Some("k1"), &claims(), &encoding_key(Algorithm::RS256));
     let tasks: Vec<_> = (0..8)
         .map(|_| {
             let (v, t) = (v.clone(), token.clone());
@@ -1022,26 +765,14 @@ async fn jwks_fetch_in_flight_does_not_block_known_kids() {
 #[tokio::test]
 async fn jwks_unreachable_is_an_error_not_a_panic() {
     // A port that was just free: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let url = format!("http://127.0.0.1:{port}/jwks.json");
     let v = verifier(&jwks_settings(&url, "RS256", 60));
-    let token = sign_with(
-        Algorithm::RS256,
-        Some("k1"),
-        &claims(),
-        &encoding_key(Algorithm::RS256),
-    );
+    let token = sign_with(Algorithm::RS256, Some("k1"), &claims(), &encoding_key(Algorithm::RS256));
     let err = v.verify(&token).await.unwrap_err();
     assert_eq!(err, JwtError::KeysUnavailable);
     assert_eq!(err.to_string(), "Invalid token");
-    assert_eq!(
-        v.verify(&token).await.unwrap_err(),
-        JwtError::KeysUnavailable
-    );
+    assert_eq!(v.verify(&token).await.unwrap_err(), JwtError::KeysUnavailable);
     assert_eq!(v.warm_up().await.unwrap_err(), JwtError::KeysUnavailable);
 }
 
@@ -1050,30 +781,16 @@ async fn jwks_http_error_and_bad_documents_are_keys_unavailable() {
     let server = JwksServer::start(jwks(vec![]));
     server.state.status.store(500, Ordering::SeqCst);
     let v = verifier(&jwks_settings(&server.url, "RS256", 1));
-    let token = sign_with(
-        Algorithm::RS256,
-        Some("k1"),
-        &claims(),
-        &encoding_key(Algorithm::RS256),
-    );
-    assert_eq!(
-        v.verify(&token).await.unwrap_err(),
-        JwtError::KeysUnavailable
-    );
-    assert_eq!(
-        v.verify(&token).await.unwrap_err(),
-        JwtError::KeysUnavailable
-    );
+    let token = sign_with(Algorithm::RS256, Some("k1"), &claims(), &encoding_key(Algorithm::RS256));
+    assert_eq!(v.verify(&token).await.unwrap_err(), JwtError::KeysUnavailable);
+    assert_eq!(v.verify(&token).await.unwrap_err(), JwtError::KeysUnavailable);
     assert_eq!(server.hits(), 1, "failed fetches are rate limited too");
 
     // Recovery after the interval, once the endpoint serves a proper document.
     server.state.status.store(200, Ordering::SeqCst);
     server.set_body(json!({ "not_keys": [] }));
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(
-        v.verify(&token).await.unwrap_err(),
-        JwtError::KeysUnavailable
-    );
+    assert_eq!(v.verify(&token).await.unwrap_err(), JwtError::KeysUnavailable);
     server.set_body(jwks(vec![jwk(Algorithm::RS256, "rsa_public.pem", "k1")]));
     tokio::time::sleep(Duration::from_millis(1100)).await;
     v.verify(&token).await.unwrap();
@@ -1084,18 +801,9 @@ async fn jwks_http_error_and_bad_documents_are_keys_unavailable() {
 /// spawns a tokio task) must work there too.
 #[actix_rt::test]
 async fn jwks_works_on_the_actix_runtime() {
-    let server = JwksServer::start(jwks(vec![jwk(
-        Algorithm::ES256,
-        "ec_p256_public.pem",
-        "e1",
-    )]));
+    let server = JwksServer::start(jwks(vec![jwk(Algorithm::ES256, "ec_p256_public.pem", "e1")]));
     let v = verifier(&jwks_settings(&server.url, "ES256", 60));
-    let token = sign_with(
-        Algorithm::ES256,
-        Some("e1"),
-        &claims(),
-        &encoding_key(Algorithm::ES256),
-    );
+    let token = sign_with(Algorithm::ES256, Some("e1"), &claims(), &encoding_key(Algorithm::ES256));
     let c = v.verify(&token).await.unwrap();
     assert_eq!(c.identity(v.settings()).unwrap().tenant_id, "tenant-1");
 }

@@ -1,5 +1,6 @@
 //! The admin REST API, behind the master key.
 
+pub mod stats;
 pub mod virtual_keys;
 
 use actix_web::web;
@@ -7,4 +8,5 @@ use actix_web::web;
 /// Registers the admin routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     virtual_keys::configure(cfg);
+    stats::configure(cfg);
 }

@@ -11,12 +11,7 @@ use crate::virtual_keys::{self, CreateKeyRequest, KeyInfo, UpdateKeyRequest};
 
 /// Registers the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/api/virtualkeys")
-            .route(web::post().to(create))
-            .route(web::get().to(list)),
-    )
-    .service(
+    cfg.service(web::resource("/api/virtualkeys").route(web::post().to(create)).route(web::get().to(list))).service(
         web::resource("/api/virtualkeys/{id}")
             .route(web::get().to(get))
             .route(web::put().to(update))
@@ -35,11 +30,7 @@ fn not_found() -> ApiError {
     ApiError::NotFound("Virtual key not found".into())
 }
 
-async fn create(
-    _: AdminAuth,
-    state: web::Data<AppState>,
-    body: web::Bytes,
-) -> Result<HttpResponse, ApiError> {
+async fn create(_: AdminAuth, state: web::Data<AppState>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
     let req: CreateKeyRequest = parse_json(&body)?;
     let created = virtual_keys::create(&state.db, req).await?;
     tracing::info!(key_id = created.key_info.id, "virtual key created");
@@ -78,12 +69,9 @@ async fn list(
         return Err(ApiError::InvalidRequest("page must be at least 1".into()));
     }
     if !(1..=MAX_PAGE_SIZE).contains(&page_size) {
-        return Err(ApiError::InvalidRequest(format!(
-            "pageSize must be between 1 and {MAX_PAGE_SIZE}"
-        )));
+        return Err(ApiError::InvalidRequest(format!("pageSize must be between 1 and {MAX_PAGE_SIZE}")));
     }
-    let (rows, total_count) =
-        repo::list(&state.db, (page - 1).saturating_mul(page_size), page_size).await?;
+    let (rows, total_count) = repo::list(&state.db, (page - 1).saturating_mul(page_size), page_size).await?;
     Ok(HttpResponse::Ok().json(Page {
         items: rows.iter().map(KeyInfo::from).collect(),
         page,
@@ -93,14 +81,8 @@ async fn list(
     }))
 }
 
-async fn get(
-    _: AdminAuth,
-    state: web::Data<AppState>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    let row = repo::get(&state.db, parse_id(&id)?)
-        .await?
-        .ok_or_else(not_found)?;
+async fn get(_: AdminAuth, state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let row = repo::get(&state.db, parse_id(&id)?).await?.ok_or_else(not_found)?;
     Ok(HttpResponse::Ok().json(KeyInfo::from(&row)))
 }
 
@@ -112,18 +94,12 @@ async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
     let req: UpdateKeyRequest = parse_json(&body)?;
-    let row = virtual_keys::update(&state.db, id, req)
-        .await?
-        .ok_or_else(not_found)?;
+    let row = virtual_keys::update(&state.db, id, req).await?.ok_or_else(not_found)?;
     tracing::info!(key_id = id, enabled = row.is_enabled, "virtual key updated");
     Ok(HttpResponse::Ok().json(KeyInfo::from(&row)))
 }
 
-async fn delete(
-    _: AdminAuth,
-    state: web::Data<AppState>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+async fn delete(_: AdminAuth, state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
     if !repo::delete(&state.db, id).await? {
         return Err(not_found());

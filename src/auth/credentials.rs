@@ -45,15 +45,9 @@ mod tests {
         assert_eq!(bearer(&h), None);
         h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer "));
         assert_eq!(bearer(&h), None);
-        h.insert(
-            HeaderName::from_static("x-api-key"),
-            HeaderValue::from_static(" k "),
-        );
+        h.insert(HeaderName::from_static("x-api-key"), HeaderValue::from_static(" k "));
         assert_eq!(header(&h, "X-API-Key").as_deref(), Some("k"));
-        assert_eq!(
-            query_param("a=1&Access_Token=x%2By", "access_token").as_deref(),
-            Some("x+y")
-        );
+        assert_eq!(query_param("a=1&Access_Token=x%2By", "access_token").as_deref(), Some("x+y"));
         assert_eq!(query_param("access_token=", "access_token"), None);
     }
 }

@@ -53,9 +53,6 @@ impl FromRequest for AdminAuth {
             return ready(Err(ApiError::Internal("application state missing".into())));
         };
         let presented = presented_master_key(req);
-        ready(
-            check_master_key(&state.config.admin.master_key, presented.as_deref())
-                .map(|_| AdminAuth),
-        )
+        ready(check_master_key(&state.config.admin.master_key, presented.as_deref()).map(|_| AdminAuth))
     }
 }

@@ -30,11 +30,7 @@ pub fn sha256_hex(secret: &str) -> String {
 pub fn constant_time_eq(a: &str, b: &str) -> bool {
     let da = digest::digest(&digest::SHA256, a.as_bytes());
     let db = digest::digest(&digest::SHA256, b.as_bytes());
-    da.as_ref()
-        .iter()
-        .zip(db.as_ref())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
+    da.as_ref().iter().zip(db.as_ref()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn to_hex(bytes: &[u8]) -> String {
@@ -57,18 +53,13 @@ mod tests {
         let b = random_urlsafe(32).unwrap();
         assert_eq!(a.len(), 43);
         assert_ne!(a, b);
-        assert!(a
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
         assert_eq!(random_hex(24).unwrap().len(), 48);
     }
 
     #[test]
     fn hashes_and_compares() {
-        assert_eq!(
-            sha256_hex("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert!(constant_time_eq("same", "same"));
         assert!(!constant_time_eq("same", "Same"));
         assert!(!constant_time_eq("short", "longer value"));

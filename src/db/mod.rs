@@ -100,18 +100,12 @@ macro_rules! with_conn {
     ($db:expr, |$conn:ident| $body:expr) => {
         match $db {
             $crate::db::Database::Postgres(pool) => {
-                let mut pooled = pool
-                    .get()
-                    .await
-                    .map_err(|e| $crate::db::DbError::Unavailable(e.to_string()))?;
+                let mut pooled = pool.get().await.map_err(|e| $crate::db::DbError::Unavailable(e.to_string()))?;
                 let $conn: &mut diesel_async::AsyncPgConnection = &mut pooled;
                 $body
             }
             $crate::db::Database::Sqlite(pool) => {
-                let mut pooled = pool
-                    .get()
-                    .await
-                    .map_err(|e| $crate::db::DbError::Unavailable(e.to_string()))?;
+                let mut pooled = pool.get().await.map_err(|e| $crate::db::DbError::Unavailable(e.to_string()))?;
                 let $conn: &mut $crate::db::SqliteAsync = &mut pooled;
                 $body
             }
@@ -202,9 +196,7 @@ pub async fn migrate(config: &Config) -> Result<usize, DbError> {
     std::thread::spawn(move || {
         let _ = done.send(migrate_blocking(kind));
     });
-    result
-        .await
-        .map_err(|_| DbError::Migration("migration thread panicked".into()))?
+    result.await.map_err(|_| DbError::Migration("migration thread panicked".into()))?
 }
 
 fn migrate_blocking(kind: DatabaseKind) -> Result<usize, DbError> {
@@ -218,9 +210,8 @@ fn migrate_blocking(kind: DatabaseKind) -> Result<usize, DbError> {
                 run_pending(&mut conn, SQLITE_MIGRATIONS)
             }
             DatabaseKind::Postgres(url) => {
-                let mut conn =
-                    <AsyncConnectionWrapper<AsyncPgConnection> as Connection>::establish(&url)
-                        .map_err(|e| DbError::Unavailable(e.to_string()))?;
+                let mut conn = <AsyncConnectionWrapper<AsyncPgConnection> as Connection>::establish(&url)
+                    .map_err(|e| DbError::Unavailable(e.to_string()))?;
                 run_pending(&mut conn, POSTGRES_MIGRATIONS)
             }
         }
@@ -231,9 +222,7 @@ fn run_pending<C>(conn: &mut C, migrations: EmbeddedMigrations) -> Result<usize,
 where
     C: MigrationHarness<C::Backend> + Connection,
 {
-    conn.run_pending_migrations(migrations)
-        .map(|done| done.len())
-        .map_err(|e| DbError::Migration(e.to_string()))
+    conn.run_pending_migrations(migrations).map(|done| done.len()).map_err(|e| DbError::Migration(e.to_string()))
 }
 
 /// Current time in Unix milliseconds: the storage format of every timestamp.

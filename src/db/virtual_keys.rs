@@ -82,12 +82,7 @@ pub async fn insert(db: &Database, new: NewVirtualKey) -> Result<VirtualKeyRow, 
 /// One key by id.
 pub async fn get(db: &Database, id: i64) -> Result<Option<VirtualKeyRow>, DbError> {
     with_conn!(db, |conn| {
-        Ok(virtual_keys::table
-            .find(id)
-            .select(VirtualKeyRow::as_select())
-            .first(conn)
-            .await
-            .optional()?)
+        Ok(virtual_keys::table.find(id).select(VirtualKeyRow::as_select()).first(conn).await.optional()?)
     })
 }
 
@@ -104,11 +99,7 @@ pub async fn find_by_hash(db: &Database, hash: &str) -> Result<Option<VirtualKey
 }
 
 /// A page of keys in id order, with the total count.
-pub async fn list(
-    db: &Database,
-    offset: i64,
-    limit: i64,
-) -> Result<(Vec<VirtualKeyRow>, i64), DbError> {
+pub async fn list(db: &Database, offset: i64, limit: i64) -> Result<(Vec<VirtualKeyRow>, i64), DbError> {
     with_conn!(db, |conn| {
         let total: i64 = virtual_keys::table.count().get_result(conn).await?;
         let rows = virtual_keys::table
@@ -123,11 +114,7 @@ pub async fn list(
 }
 
 /// Applies a partial update; `None` when no key has that id.
-pub async fn update(
-    db: &Database,
-    id: i64,
-    changes: VirtualKeyChanges,
-) -> Result<Option<VirtualKeyRow>, DbError> {
+pub async fn update(db: &Database, id: i64, changes: VirtualKeyChanges) -> Result<Option<VirtualKeyRow>, DbError> {
     with_conn!(db, |conn| {
         Ok(diesel::update(virtual_keys::table.find(id))
             .set(&changes)
@@ -141,9 +128,7 @@ pub async fn update(
 /// Deletes a key; `false` when no key had that id.
 pub async fn delete(db: &Database, id: i64) -> Result<bool, DbError> {
     with_conn!(db, |conn| {
-        let n = diesel::delete(virtual_keys::table.find(id))
-            .execute(conn)
-            .await?;
+        let n = diesel::delete(virtual_keys::table.find(id)).execute(conn).await?;
         Ok(n > 0)
     })
 }

@@ -33,6 +33,7 @@ const METHODS: &[MethodInfo] = &[
     MethodInfo::unary("GetCookie", 1),
     MethodInfo::unary("GetUserNameIdentifier", 0),
     MethodInfo::unary("GetUserClaim", 1),
+    MethodInfo::unary("SendSequence", 2),
 ];
 
 /// Tells the caller its infinite stream was cancelled, when the stream is dropped.
@@ -49,32 +50,20 @@ impl Hub for TestHub {
         METHODS
     }
 
-    fn invoke(
-        self: Arc<Self>,
-        mut call: Call,
-    ) -> LocalBoxFuture<'static, Result<HubReply, HubError>> {
+    fn invoke(self: Arc<Self>, mut call: Call) -> LocalBoxFuture<'static, Result<HubReply, HubError>> {
         // ASP.NET runs the method body when the StreamInvocation arrives, so its cancellation callback is
         // registered even if the CancelInvocation follows at once (before this future is ever polled).
-        let cancel_notice =
-            (call.method == "InfiniteStream").then(|| CancelNotice(call.ctx.clone()));
+        let cancel_notice = (call.method == "InfiniteStream").then(|| CancelNotice(call.ctx.clone()));
         Box::pin(async move {
             let ctx = call.ctx.clone();
             match call.method {
                 "Echo" => Ok(HubReply::Value(Value::String(call.arg::<String>(0)?))),
                 "GetCallerConnectionId" => Ok(HubReply::Value(json!(ctx.connection_id.as_ref()))),
                 "GetNumRedirects" => {
-                    let n = ctx
-                        .request
-                        .query
-                        .get("numRedirects")
-                        .and_then(|v| v.parse::<i64>().ok())
-                        .unwrap_or(0);
+                    let n = ctx.request.query.get("numRedirects").and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
                     Ok(HubReply::Value(json!(n)))
                 }
-                "ThrowException" => Err(HubError::internal(
-                    "InvalidOperationException",
-                    call.arg::<String>(0)?,
-                )),
+                "ThrowException" => Err(HubError::internal("InvalidOperationException", call.arg::<String>(0)?)),
                 "InvokeWithString" => {
                     ctx.send_caller("Message", vec![Value::String(call.arg::<String>(0)?)]);
                     Ok(HubReply::Void)
@@ -83,9 +72,7 @@ impl Hub for TestHub {
                     ctx.send_caller("CustomObject", vec![call.arg::<Value>(0)?]);
                     Ok(HubReply::Void)
                 }
-                "Stream" => Ok(HubReply::Stream(
-                    stream::iter(["a", "b", "c"].map(|s| Ok(json!(s)))).boxed_local(),
-                )),
+                "Stream" => Ok(HubReply::Stream(stream::iter(["a", "b", "c"].map(|s| Ok(json!(s)))).boxed_local())),
                 "InfiniteStream" => {
                     let notice = cancel_notice;
                     Ok(HubReply::Stream(
@@ -98,9 +85,8 @@ impl Hub for TestHub {
                     ))
                 }
                 "StreamingConcat" => {
-                    let mut upload = call.upload(0).ok_or_else(|| {
-                        HubError::internal("InvalidOperationException", "no stream")
-                    })?;
+                    let mut upload =
+                        call.upload(0).ok_or_else(|| HubError::internal("InvalidOperationException", "no stream"))?;
                     let mut joined = String::new();
                     while let Some(item) = upload.recv().await {
                         match item {
@@ -112,10 +98,7 @@ impl Hub for TestHub {
                     Ok(HubReply::Value(Value::String(joined)))
                 }
                 "EmptyStream" => Ok(HubReply::Stream(stream::empty().boxed_local())),
-                "StreamThrowException" => Err(HubError::internal(
-                    "InvalidOperationException",
-                    call.arg::<String>(0)?,
-                )),
+                "StreamThrowException" => Err(HubError::internal("InvalidOperationException", call.arg::<String>(0)?)),
                 "GetActiveTransportName" => Ok(HubReply::Value(json!(ctx.transport))),
                 "EchoComplexObject" => Ok(HubReply::Value(call.arg::<Value>(0)?)),
                 "SendComplexObject" => Ok(HubReply::Value(json!({
@@ -129,29 +112,29 @@ impl Hub for TestHub {
                 "GetHeader" => Ok(HubReply::Value(header(&ctx, &call.arg::<String>(0)?))),
                 "GetCookie" => {
                     let name = call.arg::<String>(0)?;
-                    Ok(HubReply::Value(
-                        ctx.request
-                            .cookies
-                            .get(&name)
-                            .map(|v| json!(v))
-                            .unwrap_or(Value::Null),
-                    ))
+                    Ok(HubReply::Value(ctx.request.cookies.get(&name).map(|v| json!(v)).unwrap_or(Value::Null)))
                 }
-                "GetUserNameIdentifier" => Ok(HubReply::Value(
-                    ctx.user
-                        .as_ref()
-                        .map(|u| json!(u.name))
-                        .unwrap_or(Value::Null),
-                )),
+                "GetUserNameIdentifier" => {
+                    Ok(HubReply::Value(ctx.user.as_ref().map(|u| json!(u.name)).unwrap_or(Value::Null)))
+                }
                 "GetUserClaim" => {
                     let claim = call.arg::<String>(0)?;
                     Ok(HubReply::Value(
-                        ctx.user
-                            .as_ref()
-                            .and_then(|u| u.claims.get(&claim))
-                            .map(|v| json!(v))
-                            .unwrap_or(Value::Null),
+                        ctx.user.as_ref().and_then(|u| u.claims.get(&claim)).map(|v| json!(v)).unwrap_or(Value::Null),
                     ))
+                }
+                "SendSequence" => {
+                    // Not in ASP.NET's TestHub: numbered events at a steady pace, to prove that a stateful
+                    // reconnect loses and repeats nothing.
+                    let count = call.arg::<u64>(0)?.min(100_000);
+                    let interval = std::time::Duration::from_millis(call.arg::<u64>(1)?.min(10_000));
+                    for i in 1..=count {
+                        ctx.send_caller("Seq", vec![json!(i)]);
+                        if !interval.is_zero() {
+                            tokio::time::sleep(interval).await;
+                        }
+                    }
+                    Ok(HubReply::Void)
                 }
                 other => Err(HubError::hub(format!("Method {other} is not implemented"))),
             }
@@ -161,9 +144,5 @@ impl Hub for TestHub {
 
 fn header(ctx: &HubContext, name: &str) -> Value {
     let name = name.to_ascii_lowercase();
-    ctx.request
-        .headers
-        .get(&name)
-        .map(|v| json!(v))
-        .unwrap_or(Value::Null)
+    ctx.request.headers.get(&name).map(|v| json!(v)).unwrap_or(Value::Null)
 }

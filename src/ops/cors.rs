@@ -11,10 +11,7 @@ use crate::state::AppState;
 
 fn allowed(state: &AppState, origin: &str) -> bool {
     let list = &state.config.cors.allowed_origins;
-    list.is_empty()
-        || list
-            .iter()
-            .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
+    list.is_empty() || list.iter().any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
 }
 
 /// The middleware (use with `actix_web::middleware::from_fn`).
@@ -22,26 +19,12 @@ pub async fn cors(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
-    let origin = req
-        .headers()
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let origin = origin.filter(|o| {
-        req.app_data::<web::Data<AppState>>()
-            .is_some_and(|s| allowed(s, o))
-    });
+    let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let origin = origin.filter(|o| req.app_data::<web::Data<AppState>>().is_some_and(|s| allowed(s, o)));
     let Some(origin) = origin else {
-        return next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_left_body);
+        return next.call(req).await.map(ServiceResponse::map_into_left_body);
     };
-    if req.method() == Method::OPTIONS
-        && req
-            .headers()
-            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
-    {
+    if req.method() == Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
         let requested = req
             .headers()
             .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
@@ -51,10 +34,7 @@ pub async fn cors(
         let mut res = HttpResponse::NoContent();
         res.insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin))
             .insert_header((header::ACCESS_CONTROL_ALLOW_CREDENTIALS, "true"))
-            .insert_header((
-                header::ACCESS_CONTROL_ALLOW_METHODS,
-                "GET, POST, PUT, PATCH, DELETE, OPTIONS",
-            ))
+            .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, PUT, PATCH, DELETE, OPTIONS"))
             .insert_header((header::ACCESS_CONTROL_MAX_AGE, "600"))
             .insert_header((header::VARY, "Origin"));
         if !requested.is_empty() {
@@ -66,10 +46,7 @@ pub async fn cors(
     let headers = res.headers_mut();
     if let Ok(v) = header::HeaderValue::from_str(&origin) {
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
-        headers.insert(
-            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-            header::HeaderValue::from_static("true"),
-        );
+        headers.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, header::HeaderValue::from_static("true"));
         headers.insert(header::VARY, header::HeaderValue::from_static("Origin"));
     }
     Ok(res.map_into_left_body())

@@ -28,32 +28,17 @@ struct Check {
 }
 
 impl Check {
-    fn from_result(
-        started: Instant,
-        result: Result<(), String>,
-        backend: Option<&'static str>,
-    ) -> Check {
+    fn from_result(started: Instant, result: Result<(), String>, backend: Option<&'static str>) -> Check {
         let duration_ms = started.elapsed().as_millis() as u64;
         match result {
-            Ok(()) => Check {
-                status: "Healthy",
-                duration_ms,
-                error: None,
-                backend,
-            },
-            Err(error) => Check {
-                status: "Unhealthy",
-                duration_ms,
-                error: Some(error),
-                backend,
-            },
+            Ok(()) => Check { status: "Healthy", duration_ms, error: None, backend },
+            Err(error) => Check { status: "Unhealthy", duration_ms, error: Some(error), backend },
         }
     }
 }
 
 async fn live(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
-        .json(json!({ "status": "Healthy", "uptimeSeconds": state.started_at.elapsed().as_secs() }))
+    HttpResponse::Ok().json(json!({ "status": "Healthy", "uptimeSeconds": state.started_at.elapsed().as_secs() }))
 }
 
 async fn ready(state: web::Data<AppState>) -> HttpResponse {

@@ -60,3 +60,5 @@ pub static INVOCATION_ERRORS: Counter = Counter::new();
 pub static SLOW_CONSUMERS: Counter = Counter::new();
 /// Refused credentials on hubs.
 pub static AUTH_FAILURES: Counter = Counter::new();
+/// Connections refused because their principal was at its cap.
+pub static CONNECTION_CAP_REFUSALS: Counter = Counter::new();

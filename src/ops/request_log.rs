@@ -10,15 +10,7 @@ use actix_web::Error;
 
 /// Query parameters whose values are secrets (compared case-insensitively). `id` is a SignalR
 /// connection token: whoever holds it can act as that connection.
-pub const SECRET_QUERY_PARAMS: &[&str] = &[
-    "access_token",
-    "api_key",
-    "apikey",
-    "ticket",
-    "token",
-    "id",
-    "key",
-];
+pub const SECRET_QUERY_PARAMS: &[&str] = &["access_token", "api_key", "apikey", "ticket", "token", "id", "key"];
 
 /// The query string with the values of secret parameters replaced by `***`.
 pub fn redact_query(query: &str) -> String {
@@ -36,14 +28,9 @@ pub fn redact_query(query: &str) -> String {
 }
 
 fn is_secret(name: &str) -> bool {
-    let decoded = crate::auth::credentials::url_decoded_pairs(&format!("{name}="))
-        .into_iter()
-        .next()
-        .map(|(k, _)| k);
+    let decoded = crate::auth::credentials::url_decoded_pairs(&format!("{name}=")).into_iter().next().map(|(k, _)| k);
     let name = decoded.as_deref().unwrap_or(name);
-    SECRET_QUERY_PARAMS
-        .iter()
-        .any(|s| s.eq_ignore_ascii_case(name))
+    SECRET_QUERY_PARAMS.iter().any(|s| s.eq_ignore_ascii_case(name))
 }
 
 /// The middleware (use with `actix_web::middleware::from_fn`).

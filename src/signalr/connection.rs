@@ -12,15 +12,12 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 
-use super::hub::{
-    find_method, Call, ConnectionUser, Hub, HubContext, HubError, HubReply, MethodKind, RequestInfo,
-};
+use super::hub::{find_method, Call, ConnectionUser, Hub, HubContext, HubError, HubReply, MethodKind, RequestInfo};
 use super::hub_actor::{HubActor, Unregister};
 use super::options::{HubOptions, TransportKind};
 use super::protocol::{
-    handshake_response, parse_handshake, select_protocol, unsupported_transfer_format_error,
-    CompletionResult, HandshakeParse, HubMessage, MessageDecoder, ProtocolKind, TransferFormat,
-    Value, HANDSHAKE_SUCCESS,
+    handshake_response, parse_handshake, select_protocol, unsupported_transfer_format_error, CompletionResult,
+    HandshakeParse, HubMessage, MessageDecoder, ProtocolKind, TransferFormat, Value, HANDSHAKE_SUCCESS,
 };
 
 /// A frame for a streaming transport (WebSocket, SSE).
@@ -62,10 +59,7 @@ pub enum PollOutcome {
 
 enum Phase {
     AwaitingHandshake(Vec<u8>),
-    Open {
-        protocol: ProtocolKind,
-        decoder: MessageDecoder,
-    },
+    Open { protocol: ProtocolKind, decoder: MessageDecoder },
     Closed,
 }
 
@@ -131,11 +125,7 @@ impl Connection {
             uploads: HashMap::new(),
             client_results: HashMap::new(),
             next_client_invocation: 0,
-            replay: stateful.then(|| Replay {
-                next_outgoing: 1,
-                next_incoming: 1,
-                ..Replay::default()
-            }),
+            replay: stateful.then(|| Replay { next_outgoing: 1, next_incoming: 1, ..Replay::default() }),
             on_closed: Vec::new(),
         }
     }
@@ -172,19 +162,14 @@ impl Connection {
             replay.next_outgoing += 1;
             replay.buffered_bytes += bytes.len();
             replay.buffer.push_back((id, bytes.clone()));
-            while replay.buffered_bytes > self.options.stateful_reconnect_buffer
-                && replay.buffer.len() > 1
-            {
+            while replay.buffered_bytes > self.options.stateful_reconnect_buffer && replay.buffer.len() > 1 {
                 if let Some((old, b)) = replay.buffer.pop_front() {
                     replay.buffered_bytes -= b.len();
                     replay.lost_before = old + 1;
                 }
             }
         }
-        let binary = self
-            .protocol()
-            .map(|p| p.transfer_format() == TransferFormat::Binary)
-            .unwrap_or(false);
+        let binary = self.protocol().map(|p| p.transfer_format() == TransferFormat::Binary).unwrap_or(false);
         self.push_raw(bytes, binary, ctx);
     }
 
@@ -193,31 +178,20 @@ impl Connection {
         match &mut self.outbox {
             Outbox::Detached { .. } => {}
             Outbox::Stream(tx) => {
-                let frame = if binary {
-                    OutFrame::Binary(bytes)
-                } else {
-                    OutFrame::Text(bytes)
-                };
+                let frame = if binary { OutFrame::Binary(bytes) } else { OutFrame::Text(bytes) };
                 match tx.try_send(frame) {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Full(_)) => {
                         tracing::warn!(connection = %self.id, "slow consumer: outgoing queue full, closing");
                         crate::ops::metrics::SLOW_CONSUMERS.inc();
-                        self.outbox = Outbox::Detached {
-                            since: Instant::now(),
-                        };
+                        self.outbox = Outbox::Detached { since: Instant::now() };
                         self.replay = None;
                         self.finish(ctx);
                     }
                     Err(mpsc::error::TrySendError::Closed(_)) => self.transport_gone(ctx),
                 }
             }
-            Outbox::Poll {
-                queue,
-                queued_bytes,
-                waiting,
-                ..
-            } => {
+            Outbox::Poll { queue, queued_bytes, waiting, .. } => {
                 if let Some(poll) = waiting.take() {
                     if let Err(PollOutcome::Data(back)) = poll.send(PollOutcome::Data(bytes)) {
                         *queued_bytes += back.len();
@@ -280,9 +254,7 @@ impl Connection {
             && matches!(self.phase, Phase::Open { .. });
         if can_wait {
             tracing::debug!(connection = %self.id, "transport dropped; waiting for a stateful reconnect");
-            self.outbox = Outbox::Detached {
-                since: Instant::now(),
-            };
+            self.outbox = Outbox::Detached { since: Instant::now() };
         } else {
             self.phase = Phase::Closed;
             ctx.stop();
@@ -300,8 +272,7 @@ impl Connection {
                     rest = buf[consumed..].to_vec();
                     let transport = self.transport.unwrap_or(TransportKind::WebSockets);
                     let chosen = select_protocol(&request, &self.options.protocols).and_then(|p| {
-                        if transport == TransportKind::ServerSentEvents
-                            && p.transfer_format() == TransferFormat::Binary
+                        if transport == TransportKind::ServerSentEvents && p.transfer_format() == TransferFormat::Binary
                         {
                             Err(unsupported_transfer_format_error(p))
                         } else {
@@ -313,10 +284,7 @@ impl Connection {
                             self.push_raw(Bytes::from_static(HANDSHAKE_SUCCESS), false, ctx);
                             self.phase = Phase::Open {
                                 protocol,
-                                decoder: MessageDecoder::new(
-                                    protocol,
-                                    self.options.max_message_size,
-                                ),
+                                decoder: MessageDecoder::new(protocol, self.options.max_message_size),
                             };
                             self.hub_addr.do_send(super::hub_actor::Handshaken {
                                 id: self.id.to_string(),
@@ -325,20 +293,15 @@ impl Connection {
                             });
                             let hub = self.hub.clone();
                             let hub_ctx = self.context(ctx);
-                            ctx.spawn(hub.on_connected(hub_ctx).into_actor(self).map(
-                                |result, act, ctx| {
-                                    if let Err(e) = result {
-                                        let text = match e {
-                                            HubError::Hub(m) => m,
-                                            other => other.completion_text(
-                                                "OnConnectedAsync",
-                                                act.options.detailed_errors,
-                                            ),
-                                        };
-                                        act.close(Some(text), false, ctx);
-                                    }
-                                },
-                            ));
+                            ctx.spawn(hub.on_connected(hub_ctx).into_actor(self).map(|result, act, ctx| {
+                                if let Err(e) = result {
+                                    let text = match e {
+                                        HubError::Hub(m) => m,
+                                        other => other.completion_text("OnConnectedAsync", act.options.detailed_errors),
+                                    };
+                                    act.close(Some(text), false, ctx);
+                                }
+                            }));
                         }
                         Err(text) => {
                             self.push_raw(Bytes::from(handshake_response(Some(&text))), false, ctx);
@@ -407,41 +370,18 @@ impl Connection {
             return;
         }
         match msg {
-            HubMessage::Invocation {
-                invocation_id,
-                target,
-                arguments,
-                stream_ids,
-                ..
-            } => self.invoke(invocation_id, target, arguments, stream_ids, false, ctx),
-            HubMessage::StreamInvocation {
-                invocation_id,
-                target,
-                arguments,
-                stream_ids,
-                ..
-            } => self.invoke(
-                Some(invocation_id),
-                target,
-                arguments,
-                stream_ids,
-                true,
-                ctx,
-            ),
-            HubMessage::StreamItem {
-                invocation_id,
-                item,
-                ..
-            } => {
+            HubMessage::Invocation { invocation_id, target, arguments, stream_ids, .. } => {
+                self.invoke(invocation_id, target, arguments, stream_ids, false, ctx)
+            }
+            HubMessage::StreamInvocation { invocation_id, target, arguments, stream_ids, .. } => {
+                self.invoke(Some(invocation_id), target, arguments, stream_ids, true, ctx)
+            }
+            HubMessage::StreamItem { invocation_id, item, .. } => {
                 if let Some(tx) = self.uploads.get(&invocation_id) {
                     let _ = tx.send(Ok(item));
                 }
             }
-            HubMessage::Completion {
-                invocation_id,
-                result,
-                ..
-            } => {
+            HubMessage::Completion { invocation_id, result, .. } => {
                 if let Some(tx) = self.uploads.remove(&invocation_id) {
                     if let CompletionResult::Error(e) = result {
                         let _ = tx.send(Err(e));
@@ -467,11 +407,7 @@ impl Connection {
             }
             HubMessage::Ack { sequence_id } => {
                 if let Some(replay) = self.replay.as_mut() {
-                    while replay
-                        .buffer
-                        .front()
-                        .is_some_and(|(id, _)| *id <= sequence_id)
-                    {
+                    while replay.buffer.front().is_some_and(|(id, _)| *id <= sequence_id) {
                         if let Some((_, b)) = replay.buffer.pop_front() {
                             replay.buffered_bytes -= b.len();
                         }
@@ -482,10 +418,7 @@ impl Connection {
                 if let Some(replay) = self.replay.as_mut() {
                     if sequence_id > replay.latest_received + 1 {
                         self.close(
-                            Some(
-                                "Sequence ID greater than amount of messages we've received."
-                                    .into(),
-                            ),
+                            Some("Sequence ID greater than amount of messages we've received.".into()),
                             false,
                             ctx,
                         );
@@ -515,7 +448,9 @@ impl Connection {
         };
         let Some(method) = find_method(self.hub.methods(), &target) else {
             // ASP.NET reports an unknown method as a HubException, so its text is shown either way.
-            let text = format!("Failed to invoke '{target}' due to an error on the server. HubException: Method does not exist.");
+            let text = format!(
+                "Failed to invoke '{target}' due to an error on the server. HubException: Method does not exist."
+            );
             return fail(self, ctx, text);
         };
         match (method.kind, streaming_call) {
@@ -523,14 +458,20 @@ impl Connection {
                 return fail(
                     self,
                     ctx,
-                    format!("The client attempted to invoke the streaming '{}' method with a non-streaming invocation.", method.name),
+                    format!(
+                        "The client attempted to invoke the streaming '{}' method with a non-streaming invocation.",
+                        method.name
+                    ),
                 )
             }
             (MethodKind::Unary, true) => {
                 return fail(
                     self,
                     ctx,
-                    format!("The client attempted to invoke the non-streaming '{}' method with a streaming invocation.", method.name),
+                    format!(
+                        "The client attempted to invoke the non-streaming '{}' method with a streaming invocation.",
+                        method.name
+                    ),
                 )
             }
             _ => {}
@@ -557,12 +498,7 @@ impl Connection {
             self.uploads.insert(sid, tx);
             uploads.push(rx);
         }
-        let call = Call {
-            ctx: self.context(ctx),
-            method: method.name,
-            args,
-            uploads,
-        };
+        let call = Call { ctx: self.context(ctx), method: method.name, args, uploads };
         let fut = self.hub.clone().invoke(call);
         let name = method.name;
         let me = ctx.address();
@@ -575,9 +511,7 @@ impl Connection {
                         Ok(HubReply::Stream(mut items)) => {
                             while let Some(item) = items.next().await {
                                 match item {
-                                    Ok(value) => {
-                                        me.do_send(Emit(HubMessage::stream_item(id.clone(), value)))
-                                    }
+                                    Ok(value) => me.do_send(Emit(HubMessage::stream_item(id.clone(), value))),
                                     Err(e) => {
                                         me.do_send(Emit(HubMessage::completion_error(
                                             id.clone(),
@@ -591,10 +525,8 @@ impl Connection {
                             me.do_send(Emit(HubMessage::completion_void(id.clone())));
                         }
                         Ok(_) => me.do_send(Emit(HubMessage::completion_void(id.clone()))),
-                        Err(e) => me.do_send(Emit(HubMessage::completion_error(
-                            id.clone(),
-                            e.completion_text(name, detailed),
-                        ))),
+                        Err(e) => me
+                            .do_send(Emit(HubMessage::completion_error(id.clone(), e.completion_text(name, detailed)))),
                     }
                     me.do_send(StreamDone(id));
                 }
@@ -643,11 +575,9 @@ impl Connection {
                 }
                 return;
             }
-            Outbox::Poll {
-                waiting: None,
-                last_poll,
-                ..
-            } if now.duration_since(*last_poll) >= self.options.poll_disconnect_timeout => {
+            Outbox::Poll { waiting: None, last_poll, .. }
+                if now.duration_since(*last_poll) >= self.options.poll_disconnect_timeout =>
+            {
                 tracing::debug!(connection = %self.id, "long polling client stopped polling");
                 self.finish(ctx);
                 return;
@@ -663,19 +593,14 @@ impl Connection {
             }
             Phase::Open { protocol, .. } => {
                 let polling = matches!(self.outbox, Outbox::Poll { .. });
-                if !polling && now.duration_since(self.last_received) >= self.options.client_timeout
-                {
+                if !polling && now.duration_since(self.last_received) >= self.options.client_timeout {
                     tracing::debug!(connection = %self.id, "client timeout, closing");
                     self.close(
-                        Some(
-                            "Server timeout elapsed without receiving a message from the client."
-                                .into(),
-                        ),
+                        Some("Server timeout elapsed without receiving a message from the client.".into()),
                         true,
                         ctx,
                     );
-                } else if !polling && now.duration_since(self.last_sent) >= self.options.keep_alive
-                {
+                } else if !polling && now.duration_since(self.last_sent) >= self.options.keep_alive {
                     let binary = protocol.transfer_format() == TransferFormat::Binary;
                     self.push_raw(Bytes::from_static(protocol.ping_frame()), binary, ctx);
                 }
@@ -696,9 +621,7 @@ impl Actor for Connection {
 
     fn stopped(&mut self, ctx: &mut Self::Context) {
         crate::ops::metrics::CONNECTIONS_OPEN.dec();
-        self.hub_addr.do_send(Unregister {
-            id: self.id.to_string(),
-        });
+        self.hub_addr.do_send(Unregister { id: self.id.to_string() });
         for (_, tx) in self.uploads.drain() {
             let _ = tx.send(Err("Connection closed".into()));
         }
@@ -740,9 +663,7 @@ impl Handler<TransportClosed> for Connection {
         if msg.clean {
             self.replay = None;
         }
-        self.outbox = Outbox::Detached {
-            since: Instant::now(),
-        };
+        self.outbox = Outbox::Detached { since: Instant::now() };
         self.transport_gone(ctx);
     }
 }
@@ -781,10 +702,7 @@ impl Handler<AttachStream> for Connection {
             // Stateful reconnect: tell the client where our replay starts, then replay.
             let (first, frames) = match &self.replay {
                 Some(r) => (
-                    r.buffer
-                        .front()
-                        .map(|(id, _)| *id)
-                        .unwrap_or(r.next_outgoing),
+                    r.buffer.front().map(|(id, _)| *id).unwrap_or(r.next_outgoing),
                     r.buffer.iter().map(|(_, b)| b.clone()).collect::<Vec<_>>(),
                 ),
                 None => return Ok(()),
@@ -817,21 +735,12 @@ impl Handler<Poll> for Connection {
             Outbox::Detached { .. } if self.transport.is_none() => {
                 // The first poll answers at once, empty: the client then knows the connection is up.
                 self.transport = Some(TransportKind::LongPolling);
-                self.outbox = Outbox::Poll {
-                    queue: VecDeque::new(),
-                    queued_bytes: 0,
-                    waiting: None,
-                    last_poll: Instant::now(),
-                };
+                self.outbox =
+                    Outbox::Poll { queue: VecDeque::new(), queued_bytes: 0, waiting: None, last_poll: Instant::now() };
                 let _ = msg.reply.send(PollOutcome::Empty);
                 Ok(())
             }
-            Outbox::Poll {
-                queue,
-                queued_bytes,
-                waiting,
-                last_poll,
-            } => {
+            Outbox::Poll { queue, queued_bytes, waiting, last_poll } => {
                 *last_poll = Instant::now();
                 if let Some(older) = waiting.take() {
                     let _ = older.send(PollOutcome::Ended);
@@ -861,10 +770,7 @@ pub struct PollFinished;
 impl Handler<PollFinished> for Connection {
     type Result = ();
     fn handle(&mut self, _: PollFinished, _: &mut Self::Context) {
-        if let Outbox::Poll {
-            last_poll, waiting, ..
-        } = &mut self.outbox
-        {
+        if let Outbox::Poll { last_poll, waiting, .. } = &mut self.outbox {
             *last_poll = Instant::now();
             if waiting.as_ref().is_some_and(|w| w.is_closed()) {
                 *waiting = None;
@@ -944,10 +850,7 @@ impl Handler<InvokeClient> for Connection {
         self.next_client_invocation += 1;
         let id = format!("s{}", self.next_client_invocation);
         self.client_results.insert(id.clone(), msg.reply);
-        self.send_message(
-            &HubMessage::invocation_with_id(id, msg.target, msg.args),
-            ctx,
-        );
+        self.send_message(&HubMessage::invocation_with_id(id, msg.target, msg.args), ctx);
     }
 }
 

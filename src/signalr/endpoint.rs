@@ -16,8 +16,8 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
 use super::connection::{
-    AttachError, AttachStream, Connection, GetTransport, Inbound, OutFrame, Poll, PollFinished,
-    PollOutcome, TransportClosed,
+    AttachError, AttachStream, Connection, GetTransport, Inbound, OutFrame, Poll, PollFinished, PollOutcome,
+    TransportClosed,
 };
 use super::hub::{ConnectionUser, Hub, RequestInfo};
 use super::hub_actor::{HubActor, Lookup, Register};
@@ -38,10 +38,8 @@ pub enum AuthRejection {
 /// Decides who a request is. Hubs that need a principal refuse requests without one.
 pub trait Authenticator: Send + Sync + 'static {
     /// `Ok(None)`: anonymous (allowed only on hubs that do not require a principal).
-    fn authenticate(
-        &self,
-        req: &HttpRequest,
-    ) -> LocalBoxFuture<'static, Result<Option<ConnectionUser>, AuthRejection>>;
+    fn authenticate(&self, req: &HttpRequest)
+        -> LocalBoxFuture<'static, Result<Option<ConnectionUser>, AuthRejection>>;
     /// Whether this hub needs a principal.
     fn required(&self) -> bool;
 }
@@ -50,10 +48,7 @@ pub trait Authenticator: Send + Sync + 'static {
 pub struct Anonymous;
 
 impl Authenticator for Anonymous {
-    fn authenticate(
-        &self,
-        _: &HttpRequest,
-    ) -> LocalBoxFuture<'static, Result<Option<ConnectionUser>, AuthRejection>> {
+    fn authenticate(&self, _: &HttpRequest) -> LocalBoxFuture<'static, Result<Option<ConnectionUser>, AuthRejection>> {
         Box::pin(async { Ok(None) })
     }
     fn required(&self) -> bool {
@@ -69,6 +64,8 @@ pub struct HubEndpoint {
     pub addr: Addr<HubActor>,
     pub options: Arc<HubOptions>,
     pub auth: Arc<dyn Authenticator>,
+    /// Per-principal connection groups, shared by every hub.
+    pub groups: Addr<crate::groups::ConnectionGroups>,
 }
 
 impl HubEndpoint {
@@ -78,34 +75,22 @@ impl HubEndpoint {
         hub: Arc<dyn Hub>,
         options: HubOptions,
         auth: Arc<dyn Authenticator>,
+        groups: Addr<crate::groups::ConnectionGroups>,
     ) -> HubEndpoint {
         let addr = HubActor::new(path).start();
-        HubEndpoint {
-            path: path.to_string(),
-            hub,
-            addr,
-            options: Arc::new(options),
-            auth,
-        }
+        HubEndpoint { path: path.to_string(), hub, addr, options: Arc::new(options), auth, groups }
     }
 
     /// Registers the routes: `{path}/negotiate`, and `{path}` for the transports.
     pub fn configure(&self, cfg: &mut web::ServiceConfig) {
         let data = web::Data::new(self.clone());
         cfg.service(
-            web::resource(format!("{}/negotiate", self.path))
-                .app_data(data.clone())
-                .route(web::post().to(negotiate)),
+            web::resource(format!("{}/negotiate", self.path)).app_data(data.clone()).route(web::post().to(negotiate)),
         )
         .service(
             web::resource(self.path.clone())
                 .app_data(data)
-                .app_data(web::PayloadConfig::new(
-                    self.options
-                        .max_message_size
-                        .saturating_mul(4)
-                        .max(64 * 1024),
-                ))
+                .app_data(web::PayloadConfig::new(self.options.max_message_size.saturating_mul(4).max(64 * 1024)))
                 .route(web::get().to(connect))
                 .route(web::post().to(send))
                 .route(web::delete().to(delete)),
@@ -114,8 +99,7 @@ impl HubEndpoint {
 }
 
 fn random_id() -> String {
-    crate::auth::secrets::random_urlsafe(16)
-        .unwrap_or_else(|_| uuid::Uuid::new_v4().simple().to_string())
+    crate::auth::secrets::random_urlsafe(16).unwrap_or_else(|_| uuid::Uuid::new_v4().simple().to_string())
 }
 
 fn query(req: &HttpRequest, name: &str) -> Option<String> {
@@ -127,34 +111,17 @@ fn request_info(req: &HttpRequest) -> RequestInfo {
         .headers()
         .iter()
         .filter(|(name, _)| *name != header::AUTHORIZATION && *name != header::COOKIE)
-        .filter_map(|(n, v)| {
-            v.to_str()
-                .ok()
-                .map(|v| (n.as_str().to_string(), v.to_string()))
-        })
+        .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str().to_string(), v.to_string())))
         .collect();
     let cookies = req
         .cookies()
-        .map(|c| {
-            c.iter()
-                .map(|c| (c.name().to_string(), c.value().to_string()))
-                .collect()
-        })
+        .map(|c| c.iter().map(|c| (c.name().to_string(), c.value().to_string())).collect())
         .unwrap_or_default();
     let query = credentials::url_decoded_pairs(req.query_string())
         .into_iter()
-        .filter(|(k, _)| {
-            !crate::ops::request_log::SECRET_QUERY_PARAMS
-                .iter()
-                .any(|s| s.eq_ignore_ascii_case(k))
-        })
+        .filter(|(k, _)| !crate::ops::request_log::SECRET_QUERY_PARAMS.iter().any(|s| s.eq_ignore_ascii_case(k)))
         .collect();
-    RequestInfo {
-        headers,
-        cookies,
-        query,
-        remote_addr: req.peer_addr().map(|a| a.ip().to_string()),
-    }
+    RequestInfo { headers, cookies, query, remote_addr: req.peer_addr().map(|a| a.ip().to_string()) }
 }
 
 fn rejection(r: &AuthRejection) -> HttpResponse {
@@ -165,10 +132,7 @@ fn rejection(r: &AuthRejection) -> HttpResponse {
 }
 
 /// Authenticates a request; `Err` is the response to send.
-async fn authenticate(
-    ep: &HubEndpoint,
-    req: &HttpRequest,
-) -> Result<Option<ConnectionUser>, HttpResponse> {
+async fn authenticate(ep: &HubEndpoint, req: &HttpRequest) -> Result<Option<ConnectionUser>, HttpResponse> {
     match ep.auth.authenticate(req).await {
         Ok(None) if ep.auth.required() => {
             crate::ops::metrics::AUTH_FAILURES.inc();
@@ -188,11 +152,12 @@ async fn create_connection(
     req: &HttpRequest,
     user: Option<ConnectionUser>,
     stateful: bool,
-) -> (String, String, Addr<Connection>) {
+) -> Result<(String, String, Addr<Connection>), String> {
+    use crate::groups::{Join, Leave};
     let id = random_id();
     let token = random_id();
-    let user_id = user.as_ref().map(|u| u.principal_key());
-    let conn = Connection::new(
+    let principal = user.as_ref().map(|u| (u.principal_key(), u.max_connections));
+    let mut conn = Connection::new(
         id.clone(),
         ep.hub.clone(),
         ep.addr.clone(),
@@ -201,32 +166,53 @@ async fn create_connection(
         request_info(req),
         stateful,
     );
+    if let Some((key, _)) = &principal {
+        let (groups, key, connection_id) = (ep.groups.clone(), key.clone(), id.clone());
+        conn = conn.on_closed(move || groups.do_send(Leave { key, connection_id }));
+    }
     let addr = conn.start();
-    let _ = ep
-        .addr
-        .send(Register {
-            id: id.clone(),
-            token: token.clone(),
-            addr: addr.clone(),
-            transport: "",
-            user: user_id,
-        })
-        .await;
-    (id, token, addr)
+    if let Some((key, cap)) = &principal {
+        let join = Join {
+            key: key.clone(),
+            connection_id: id.clone(),
+            hub: ep.path.clone(),
+            closer: addr.clone().recipient(),
+            cap: *cap,
+        };
+        let refusal = match ep.groups.send(join).await {
+            Ok(Ok(_)) => None,
+            Ok(Err(cap)) => {
+                crate::ops::metrics::CONNECTION_CAP_REFUSALS.inc();
+                Some(cap.to_string())
+            }
+            Err(_) => Some("Connection groups unavailable".to_string()),
+        };
+        if let Some(reason) = refusal {
+            addr.do_send(super::connection::CloseConnection { error: None, allow_reconnect: false });
+            return Err(reason);
+        }
+    }
+    let user = principal.map(|(k, _)| k);
+    let _ =
+        ep.addr.send(Register { id: id.clone(), token: token.clone(), addr: addr.clone(), transport: "", user }).await;
+    Ok((id, token, addr))
 }
 
 async fn negotiate(req: HttpRequest, ep: web::Data<HubEndpoint>) -> HttpResponse {
-    let version: u32 = query(&req, "negotiateVersion")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-        .min(1);
+    let version: u32 = query(&req, "negotiateVersion").and_then(|v| v.parse().ok()).unwrap_or(0).min(1);
     let user = match authenticate(&ep, &req).await {
         Ok(user) => user,
         Err(response) => return response,
     };
     let stateful = ep.options.allow_stateful_reconnect
         && query(&req, "useStatefulReconnect").is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    let (id, token, _) = create_connection(&ep, &req, user, stateful).await;
+    let (id, token, _) = match create_connection(&ep, &req, user, stateful).await {
+        Ok(created) => created,
+        // The negotiate `error` field is how SignalR clients learn why they may not connect.
+        Err(reason) => {
+            return HttpResponse::Ok().content_type("application/json").body(json!({ "error": reason }).to_string())
+        }
+    };
     let transports: Vec<_> = ep
         .options
         .transports
@@ -242,40 +228,19 @@ async fn negotiate(req: HttpRequest, ep: web::Data<HubEndpoint>) -> HttpResponse
         body["connectionToken"] = json!(token);
     } else {
         // Version 0: clients use connectionId as the transport `id`, so the token is the id.
-        let _ = ep
-            .addr
-            .send(super::hub_actor::Rekey {
-                id: id.clone(),
-                token: id.clone(),
-            })
-            .await;
+        let _ = ep.addr.send(super::hub_actor::Rekey { id: id.clone(), token: id.clone() }).await;
     }
     if stateful {
         body["useStatefulReconnect"] = json!(true);
     }
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .body(body.to_string())
+    HttpResponse::Ok().content_type("application/json").body(body.to_string())
 }
 
 /// Finds the connection a transport request names, checking that the same principal is asking.
-async fn find_connection(
-    ep: &HubEndpoint,
-    req: &HttpRequest,
-    token: &str,
-) -> Result<Addr<Connection>, HttpResponse> {
-    let found = ep
-        .addr
-        .send(Lookup {
-            token: token.to_string(),
-        })
-        .await
-        .ok()
-        .flatten();
+async fn find_connection(ep: &HubEndpoint, req: &HttpRequest, token: &str) -> Result<Addr<Connection>, HttpResponse> {
+    let found = ep.addr.send(Lookup { token: token.to_string() }).await.ok().flatten();
     let Some((addr, bound_user)) = found else {
-        return Err(HttpResponse::NotFound()
-            .content_type("text/plain")
-            .body("No Connection with that ID"));
+        return Err(HttpResponse::NotFound().content_type("text/plain").body("No Connection with that ID"));
     };
     if ep.auth.required() {
         let user = authenticate(ep, req).await?;
@@ -294,17 +259,10 @@ fn wants_websocket(req: &HttpRequest) -> bool {
 }
 
 fn wants_sse(req: &HttpRequest) -> bool {
-    req.headers()
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/event-stream"))
+    req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("text/event-stream"))
 }
 
-async fn connect(
-    req: HttpRequest,
-    payload: web::Payload,
-    ep: web::Data<HubEndpoint>,
-) -> HttpResponse {
+async fn connect(req: HttpRequest, payload: web::Payload, ep: web::Data<HubEndpoint>) -> HttpResponse {
     let token = query(&req, "id");
     if wants_websocket(&req) {
         if !ep.options.transports.contains(&TransportKind::WebSockets) {
@@ -321,7 +279,10 @@ async fn connect(
                     Ok(user) => user,
                     Err(response) => return response,
                 };
-                create_connection(&ep, &req, user, false).await.2
+                match create_connection(&ep, &req, user, false).await {
+                    Ok((_, _, addr)) => addr,
+                    Err(reason) => return HttpResponse::Forbidden().body(reason),
+                }
             }
         };
         return websocket(req, payload, ep, addr).await;
@@ -334,11 +295,7 @@ async fn connect(
         Err(response) => return response,
     };
     if wants_sse(&req) {
-        if !ep
-            .options
-            .transports
-            .contains(&TransportKind::ServerSentEvents)
-        {
+        if !ep.options.transports.contains(&TransportKind::ServerSentEvents) {
             return HttpResponse::NotFound().finish();
         }
         return server_sent_events(ep, addr).await;
@@ -360,17 +317,9 @@ async fn websocket(
         Err(e) => return HttpResponse::BadRequest().body(e.to_string()),
     };
     let (tx, rx) = mpsc::channel::<OutFrame>(ep.options.max_outgoing_queue);
-    match addr
-        .send(AttachStream {
-            transport: TransportKind::WebSockets,
-            tx: tx.clone(),
-        })
-        .await
-    {
+    match addr.send(AttachStream { transport: TransportKind::WebSockets, tx: tx.clone() }).await {
         Ok(Ok(())) => {}
-        Ok(Err(AttachError::Conflict)) => {
-            return HttpResponse::Conflict().body("Connection already has a transport")
-        }
+        Ok(Err(AttachError::Conflict)) => return HttpResponse::Conflict().body("Connection already has a transport"),
         Ok(Err(AttachError::WrongTransport)) => {
             return HttpResponse::BadRequest().body("Cannot change transports mid-connection")
         }
@@ -393,9 +342,7 @@ async fn websocket(
                     Ok(Some(frame)) => match frame {
                         Frame::Text(b) | Frame::Binary(b) => reader_addr.do_send(Inbound(b)),
                         Frame::Continuation(item) => match item {
-                            Item::FirstText(b) | Item::FirstBinary(b) => {
-                                partial = Some(b.as_ref().into())
-                            }
+                            Item::FirstText(b) | Item::FirstBinary(b) => partial = Some(b.as_ref().into()),
                             Item::Continue(b) => {
                                 if let Some(p) = partial.as_mut() {
                                     p.extend_from_slice(&b);
@@ -433,29 +380,20 @@ async fn websocket(
     });
 
     // Writer: the response body is the stream of encoded frames from the connection's bounded queue.
-    let body = futures_util::stream::unfold(
-        (rx, Codec::new(), false),
-        |(mut rx, mut codec, done)| async move {
-            if done {
-                return None;
-            }
-            let (msg, last) = match rx.recv().await? {
-                OutFrame::Text(b) => (
-                    WsMessage::Text(bytestring::ByteString::try_from(b).unwrap_or_default()),
-                    false,
-                ),
-                OutFrame::Binary(b) => (WsMessage::Binary(b), false),
-                OutFrame::Pong(b) => (WsMessage::Pong(b), false),
-                OutFrame::Close(code) => (
-                    WsMessage::Close(Some(actix_http::ws::CloseCode::from(code).into())),
-                    true,
-                ),
-            };
-            let mut out = BytesMut::new();
-            codec.encode(msg, &mut out).ok()?;
-            Some((Ok::<_, actix_web::Error>(out.freeze()), (rx, codec, last)))
-        },
-    );
+    let body = futures_util::stream::unfold((rx, Codec::new(), false), |(mut rx, mut codec, done)| async move {
+        if done {
+            return None;
+        }
+        let (msg, last) = match rx.recv().await? {
+            OutFrame::Text(b) => (WsMessage::Text(bytestring::ByteString::try_from(b).unwrap_or_default()), false),
+            OutFrame::Binary(b) => (WsMessage::Binary(b), false),
+            OutFrame::Pong(b) => (WsMessage::Pong(b), false),
+            OutFrame::Close(code) => (WsMessage::Close(Some(actix_http::ws::CloseCode::from(code).into())), true),
+        };
+        let mut out = BytesMut::new();
+        codec.encode(msg, &mut out).ok()?;
+        Some((Ok::<_, actix_web::Error>(out.freeze()), (rx, codec, last)))
+    });
     handshake.streaming(body)
 }
 
@@ -470,21 +408,13 @@ impl Drop for SseGuard {
 
 async fn server_sent_events(ep: web::Data<HubEndpoint>, addr: Addr<Connection>) -> HttpResponse {
     let (tx, rx) = mpsc::channel::<OutFrame>(ep.options.max_outgoing_queue);
-    match addr
-        .send(AttachStream {
-            transport: TransportKind::ServerSentEvents,
-            tx,
-        })
-        .await
-    {
+    match addr.send(AttachStream { transport: TransportKind::ServerSentEvents, tx }).await {
         Ok(Ok(())) => {}
         Ok(Err(_)) => return HttpResponse::Conflict().finish(),
         Err(_) => return HttpResponse::NotFound().body("No Connection with that ID"),
     }
     let guard = SseGuard(addr);
-    let opening = futures_util::stream::once(async {
-        Ok::<_, actix_web::Error>(Bytes::from_static(b":\r\n"))
-    });
+    let opening = futures_util::stream::once(async { Ok::<_, actix_web::Error>(Bytes::from_static(b":\r\n")) });
     let events = futures_util::stream::unfold((rx, guard), |(mut rx, guard)| async move {
         match rx.recv().await? {
             OutFrame::Text(b) | OutFrame::Binary(b) => {
@@ -512,24 +442,16 @@ async fn long_poll(ep: web::Data<HubEndpoint>, addr: Addr<Connection>) -> HttpRe
     let (reply, outcome) = oneshot::channel();
     match addr.send(Poll { reply }).await {
         Ok(Ok(())) => {}
-        Ok(Err(_)) => {
-            return HttpResponse::BadRequest().body("Cannot change transports mid-connection")
-        }
+        Ok(Err(_)) => return HttpResponse::BadRequest().body("Cannot change transports mid-connection"),
         Err(_) => return HttpResponse::NoContent().finish(),
     }
     match tokio::time::timeout(ep.options.poll_timeout, outcome).await {
-        Ok(Ok(PollOutcome::Data(bytes))) => HttpResponse::Ok()
-            .content_type("application/octet-stream")
-            .body(bytes),
-        Ok(Ok(PollOutcome::Empty)) => HttpResponse::Ok()
-            .content_type("application/octet-stream")
-            .finish(),
+        Ok(Ok(PollOutcome::Data(bytes))) => HttpResponse::Ok().content_type("application/octet-stream").body(bytes),
+        Ok(Ok(PollOutcome::Empty)) => HttpResponse::Ok().content_type("application/octet-stream").finish(),
         Ok(Ok(PollOutcome::Ended)) | Ok(Err(_)) => HttpResponse::NoContent().finish(),
         Err(_) => {
             addr.do_send(PollFinished);
-            HttpResponse::Ok()
-                .content_type("application/octet-stream")
-                .finish()
+            HttpResponse::Ok().content_type("application/octet-stream").finish()
         }
     }
 }
@@ -544,8 +466,7 @@ async fn send(req: HttpRequest, body: web::Bytes, ep: web::Data<HubEndpoint>) ->
     };
     match addr.send(GetTransport).await {
         Ok(Some(TransportKind::WebSockets)) => {
-            return HttpResponse::MethodNotAllowed()
-                .body("POST requests are not allowed for WebSocket connections.")
+            return HttpResponse::MethodNotAllowed().body("POST requests are not allowed for WebSocket connections.")
         }
         Ok(_) => {}
         Err(_) => return HttpResponse::NotFound().body("No Connection with that ID"),
@@ -567,7 +488,6 @@ async fn delete(req: HttpRequest, ep: web::Data<HubEndpoint>) -> HttpResponse {
             addr.do_send(TransportClosed { clean: true });
             HttpResponse::Accepted().finish()
         }
-        _ => HttpResponse::BadRequest()
-            .body("Cannot terminate this connection using the DELETE endpoint."),
+        _ => HttpResponse::BadRequest().body("Cannot terminate this connection using the DELETE endpoint."),
     }
 }

@@ -26,10 +26,7 @@ pub enum HubError {
     Binding(String),
     /// Anything else; `exception` names the kind for detailed errors (e.g. `InvalidOperationException`).
     #[error("{message}")]
-    Internal {
-        exception: &'static str,
-        message: String,
-    },
+    Internal { exception: &'static str, message: String },
 }
 
 impl HubError {
@@ -40,10 +37,7 @@ impl HubError {
 
     /// An internal failure whose detail is shown only with detailed errors.
     pub fn internal(exception: &'static str, message: impl Into<String>) -> Self {
-        HubError::Internal {
-            exception,
-            message: message.into(),
-        }
+        HubError::Internal { exception, message: message.into() }
     }
 
     /// The Completion error text, built as ASP.NET builds it for a failed invocation of `method`.
@@ -70,9 +64,9 @@ impl HubError {
     /// The Completion error text for a failed server-to-client stream.
     pub fn stream_text(&self, detailed: bool) -> String {
         match self {
-            HubError::Hub(message) => format!(
-                "An error occurred on the server while streaming results. HubException: {message}"
-            ),
+            HubError::Hub(message) => {
+                format!("An error occurred on the server while streaming results. HubException: {message}")
+            }
             HubError::Internal { exception, message } if detailed => {
                 format!("An error occurred on the server while streaming results. {exception}: {message}")
             }
@@ -107,20 +101,10 @@ pub struct MethodInfo {
 
 impl MethodInfo {
     pub const fn unary(name: &'static str, params: usize) -> Self {
-        MethodInfo {
-            name,
-            kind: MethodKind::Unary,
-            params,
-            upload_streams: 0,
-        }
+        MethodInfo { name, kind: MethodKind::Unary, params, upload_streams: 0 }
     }
     pub const fn streaming(name: &'static str, params: usize) -> Self {
-        MethodInfo {
-            name,
-            kind: MethodKind::Streaming,
-            params,
-            upload_streams: 0,
-        }
+        MethodInfo { name, kind: MethodKind::Streaming, params, upload_streams: 0 }
     }
     pub const fn with_uploads(mut self, n: usize) -> Self {
         self.upload_streams = n;
@@ -138,9 +122,7 @@ pub enum HubReply {
 impl HubReply {
     /// A serialisable value as a reply.
     pub fn value<T: Serialize>(value: T) -> Result<HubReply, HubError> {
-        serde_json::to_value(value)
-            .map(HubReply::Value)
-            .map_err(|e| HubError::internal("JsonException", e.to_string()))
+        serde_json::to_value(value).map(HubReply::Value).map_err(|e| HubError::internal("JsonException", e.to_string()))
     }
 }
 
@@ -157,6 +139,8 @@ pub struct ConnectionUser {
     pub name: String,
     /// Extra claims a hub may read.
     pub claims: HashMap<String, String>,
+    /// Most concurrent connections this principal may hold; `None` = unlimited.
+    pub max_connections: Option<usize>,
 }
 
 impl ConnectionUser {
@@ -177,8 +161,6 @@ pub struct HubContext {
     pub request: Arc<RequestInfo>,
     pub(crate) hub: Addr<HubActor>,
     pub(crate) connection: actix::Recipient<super::connection::InvokeClient>,
-    /// The caller's own mailbox: what a method sends its caller must reach the wire before the
-    /// method's Completion, as in ASP.NET, so it cannot take the detour through the hub actor.
     pub(crate) caller: actix::Recipient<super::connection::Emit>,
 }
 
@@ -192,21 +174,15 @@ pub struct RequestInfo {
 }
 
 impl HubContext {
-    /// Sends an invocation to the caller.
+    /// Sends an invocation to the caller. It goes straight to the caller's mailbox, so it reaches the client
+    /// before the completion of the method that sent it, as in ASP.NET.
     pub fn send_caller(&self, target: &str, args: Vec<Value>) {
-        self.caller.do_send(super::connection::Emit(
-            super::protocol::HubMessage::invocation(target, args),
-        ));
+        self.caller.do_send(super::connection::Emit(super::protocol::HubMessage::invocation(target, args)));
     }
 
     /// Sends an invocation to clients chosen by `to`.
     pub fn send(&self, to: Target, target: &str, args: Vec<Value>) {
-        match &to {
-            Target::Connection(id) if id.as_str() == &*self.connection_id => {
-                self.send_caller(target, args)
-            }
-            _ => self.hub.do_send(Outgoing::invocation(to, target, args)),
-        }
+        self.hub.do_send(Outgoing::invocation(to, target, args));
     }
 
     /// Adds the caller to a group. Group names must be derived from what the caller was checked to own.
@@ -231,16 +207,10 @@ impl HubContext {
     pub async fn invoke_caller(&self, target: &str, args: Vec<Value>) -> Result<Value, String> {
         let (reply, result) = tokio::sync::oneshot::channel();
         self.connection
-            .send(super::connection::InvokeClient {
-                target: target.to_string(),
-                args,
-                reply,
-            })
+            .send(super::connection::InvokeClient { target: target.to_string(), args, reply })
             .await
             .map_err(|_| "Connection is gone".to_string())?;
-        result
-            .await
-            .map_err(|_| "Connection closed before the client answered".to_string())?
+        result.await.map_err(|_| "Connection closed before the client answered".to_string())?
     }
 
     /// The hub's address, to reach other connections.
@@ -289,10 +259,7 @@ pub trait Hub: Send + Sync + 'static {
     fn invoke(self: Arc<Self>, call: Call) -> LocalBoxFuture<'static, Result<HubReply, HubError>>;
 
     /// After the handshake. An error closes the connection with that error.
-    fn on_connected(
-        self: Arc<Self>,
-        _ctx: HubContext,
-    ) -> LocalBoxFuture<'static, Result<(), HubError>> {
+    fn on_connected(self: Arc<Self>, _ctx: HubContext) -> LocalBoxFuture<'static, Result<(), HubError>> {
         Box::pin(async { Ok(()) })
     }
 

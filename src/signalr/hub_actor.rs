@@ -52,30 +52,17 @@ impl HubActor {
     }
 
     fn recipients(&self, target: &Target) -> Vec<&String> {
-        let by_ids = |ids: &[String]| {
-            ids.iter()
-                .filter_map(|id| self.connections.get_key_value(id).map(|(k, _)| k))
-                .collect()
-        };
+        let by_ids =
+            |ids: &[String]| ids.iter().filter_map(|id| self.connections.get_key_value(id).map(|(k, _)| k)).collect();
         match target {
             Target::All => self.connections.keys().collect(),
-            Target::AllExcept(except) => self
-                .connections
-                .keys()
-                .filter(|id| !except.contains(id))
-                .collect(),
+            Target::AllExcept(except) => self.connections.keys().filter(|id| !except.contains(id)).collect(),
             Target::Connection(id) => by_ids(std::slice::from_ref(id)),
             Target::Connections(ids) => by_ids(ids),
-            Target::Group(name) => self
-                .groups
-                .get(name)
-                .map(|m| m.iter().collect())
-                .unwrap_or_default(),
-            Target::GroupExcept(name, except) => self
-                .groups
-                .get(name)
-                .map(|m| m.iter().filter(|id| !except.contains(id)).collect())
-                .unwrap_or_default(),
+            Target::Group(name) => self.groups.get(name).map(|m| m.iter().collect()).unwrap_or_default(),
+            Target::GroupExcept(name, except) => {
+                self.groups.get(name).map(|m| m.iter().filter(|id| !except.contains(id)).collect()).unwrap_or_default()
+            }
         }
     }
 }
@@ -173,9 +160,7 @@ impl Handler<Lookup> for HubActor {
     type Result = Option<(Addr<Connection>, Option<String>)>;
     fn handle(&mut self, msg: Lookup, _: &mut Self::Context) -> Self::Result {
         let id = self.tokens.get(&msg.token)?;
-        self.connections
-            .get(id)
-            .map(|e| (e.addr.clone(), e.user.clone()))
+        self.connections.get(id).map(|e| (e.addr.clone(), e.user.clone()))
     }
 }
 
@@ -215,10 +200,7 @@ impl Handler<GroupMembership> for HubActor {
         };
         if msg.join {
             entry.groups.insert(msg.group.clone());
-            self.groups
-                .entry(msg.group)
-                .or_default()
-                .insert(msg.connection_id);
+            self.groups.entry(msg.group).or_default().insert(msg.connection_id);
         } else {
             entry.groups.remove(&msg.group);
             if let Some(members) = self.groups.get_mut(&msg.group) {
@@ -242,10 +224,7 @@ pub struct Outgoing {
 impl Outgoing {
     /// An invocation of `target` on the chosen clients.
     pub fn invocation(to: Target, target: &str, args: Vec<Value>) -> Self {
-        Outgoing {
-            to,
-            message: HubMessage::invocation(target, args),
-        }
+        Outgoing { to, message: HubMessage::invocation(target, args) }
     }
 }
 
@@ -277,10 +256,7 @@ impl Handler<Outgoing> for HubActor {
                 }
             }
             if let Some(bytes) = &encoded[slot] {
-                entry.addr.do_send(Deliver {
-                    bytes: bytes.clone(),
-                    sequenced,
-                });
+                entry.addr.do_send(Deliver { bytes: bytes.clone(), sequenced });
                 count += 1;
             }
         }
@@ -308,10 +284,7 @@ impl Handler<CloseConnections> for HubActor {
             .map(|e| e.addr.clone())
             .collect();
         for addr in &targets {
-            addr.do_send(CloseConnection {
-                error: msg.error.clone(),
-                allow_reconnect: msg.allow_reconnect,
-            });
+            addr.do_send(CloseConnection { error: msg.error.clone(), allow_reconnect: msg.allow_reconnect });
         }
         targets.len()
     }
@@ -369,5 +342,19 @@ impl Handler<ConnectionsOfUser> for HubActor {
                 .map(|(id, _)| id.clone())
                 .collect(),
         )
+    }
+}
+
+/// Finds a connection by its public id.
+#[derive(Message)]
+#[rtype(result = "Option<Addr<Connection>>")]
+pub struct FindConnection {
+    pub id: String,
+}
+
+impl Handler<FindConnection> for HubActor {
+    type Result = Option<Addr<Connection>>;
+    fn handle(&mut self, msg: FindConnection, _: &mut Self::Context) -> Self::Result {
+        self.connections.get(&msg.id).map(|e| e.addr.clone())
     }
 }

@@ -13,11 +13,8 @@ pub enum TransportKind {
 }
 
 impl TransportKind {
-    pub const ALL: [TransportKind; 3] = [
-        TransportKind::WebSockets,
-        TransportKind::ServerSentEvents,
-        TransportKind::LongPolling,
-    ];
+    pub const ALL: [TransportKind; 3] =
+        [TransportKind::WebSockets, TransportKind::ServerSentEvents, TransportKind::LongPolling];
 
     /// The name used on the wire and by `GetActiveTransportName`.
     pub fn name(self) -> &'static str {

@@ -32,8 +32,7 @@ pub fn backend() -> Backend {
 }
 
 pub fn pg_admin_url() -> String {
-    std::env::var("SWITCHYARD_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("SWITCHYARD_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 pub fn redis_url() -> String {
@@ -51,13 +50,8 @@ pub fn host_port(url: &str) -> String {
 pub async fn fresh_pg_database() -> String {
     let admin = pg_admin_url();
     let name = format!("sy_t_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = AsyncPgConnection::establish(&admin)
-        .await
-        .expect("PostgreSQL reachable for tests");
-    diesel::sql_query(format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .expect("create test database");
+    let mut conn = AsyncPgConnection::establish(&admin).await.expect("PostgreSQL reachable for tests");
+    diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create test database");
     let (base, _) = admin.rsplit_once('/').expect("database URL has a path");
     format!("{base}/{name}")
 }
@@ -100,18 +94,11 @@ impl TestServer {
     pub async fn start_with(options: Options) -> TestServer {
         let dir = TempDir::new();
         let config = test_config(&options, &dir).await;
-        let running: RunningServer = switchyard::server::start(config.clone())
-            .await
-            .expect("server starts");
+        let running: RunningServer = switchyard::server::start(config.clone()).await.expect("server starts");
         let base = format!("http://{}", running.addr);
         let handle = running.handle.clone();
         actix_web::rt::spawn(running.wait());
-        TestServer {
-            base,
-            config,
-            running: Some(handle),
-            _dir: dir,
-        }
+        TestServer { base, config, running: Some(handle), _dir: dir }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -119,9 +106,7 @@ impl TestServer {
     }
 
     pub fn client(&self) -> awc::Client {
-        awc::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
-            .finish()
+        awc::Client::builder().timeout(std::time::Duration::from_secs(30)).finish()
     }
 }
 
@@ -130,10 +115,7 @@ pub async fn test_config(options: &Options, dir: &TempDir) -> Config {
     let mut env: HashMap<String, String> = HashMap::new();
     env.insert("SWITCHYARD__SERVER__BIND".into(), "127.0.0.1:0".into());
     env.insert("SWITCHYARD__SERVER__WORKERS".into(), "1".into());
-    env.insert(
-        "SWITCHYARD__SERVER__DATA_DIR".into(),
-        dir.path.to_string_lossy().into_owned(),
-    );
+    env.insert("SWITCHYARD__SERVER__DATA_DIR".into(), dir.path.to_string_lossy().into_owned());
     env.insert("SWITCHYARD__DATABASE__POOL_SIZE".into(), "4".into());
     if let Some(key) = &options.master_key {
         env.insert("CONDUIT_MASTER_KEY".into(), key.clone());
@@ -151,10 +133,7 @@ pub async fn test_config(options: &Options, dir: &TempDir) -> Config {
     };
     env.insert("DATABASE_URL".into(), db_url);
     if options.redis {
-        env.insert(
-            "REDIS_URL".into(),
-            options.redis_url.clone().unwrap_or_else(redis_url),
-        );
+        env.insert("REDIS_URL".into(), options.redis_url.clone().unwrap_or_else(redis_url));
     }
     env.insert("SWITCHYARD__REDIS__TIMEOUT_MS".into(), "1000".into());
     for (k, v) in &options.env {
@@ -176,8 +155,7 @@ pub struct TempDir {
 
 impl TempDir {
     pub fn new() -> TempDir {
-        let path =
-            std::env::temp_dir().join(format!("switchyard-test-{}", uuid::Uuid::new_v4().simple()));
+        let path = std::env::temp_dir().join(format!("switchyard-test-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&path).expect("create temp dir");
         TempDir { path }
     }
@@ -194,11 +172,6 @@ pub async fn json_body<S>(res: &mut awc::ClientResponse<S>) -> serde_json::Value
 where
     S: futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>> + Unpin,
 {
-    let bytes = res
-        .body()
-        .limit(10 * 1024 * 1024)
-        .await
-        .expect("response body");
-    serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| panic!("JSON body, got {:?}", String::from_utf8_lossy(&bytes)))
+    let bytes = res.body().limit(10 * 1024 * 1024).await.expect("response body");
+    serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("JSON body, got {:?}", String::from_utf8_lossy(&bytes)))
 }

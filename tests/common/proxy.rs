@@ -19,11 +19,7 @@ impl Proxy {
     pub async fn start(target: &str) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy address");
-        let proxy = Proxy {
-            addr,
-            target: target.to_string(),
-            tasks: Arc::new(Mutex::new(Vec::new())),
-        };
+        let proxy = Proxy { addr, target: target.to_string(), tasks: Arc::new(Mutex::new(Vec::new())) };
         proxy.serve(listener);
         proxy
     }

@@ -8,9 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Once, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use jsonwebtoken::jwk::{
-    AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, KeyOperations, PublicKeyUse,
-};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, KeyOperations, PublicKeyUse};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 use serde_json::Value;
 
@@ -66,14 +64,9 @@ fn install_rustls_provider() {
 }
 
 impl JwksCache {
-    pub(crate) fn new(
-        url: &str,
-        algorithm: Algorithm,
-        min_refetch: Duration,
-    ) -> Result<Self, JwtConfigError> {
-        let parsed = reqwest::Url::parse(url).map_err(|e| {
-            JwtConfigError::new("jwt.jwks_url", format!("invalid URL '{url}': {e}"))
-        })?;
+    pub(crate) fn new(url: &str, algorithm: Algorithm, min_refetch: Duration) -> Result<Self, JwtConfigError> {
+        let parsed = reqwest::Url::parse(url)
+            .map_err(|e| JwtConfigError::new("jwt.jwks_url", format!("invalid URL '{url}': {e}")))?;
         match parsed.scheme() {
             "https" => {}
             "http" => tracing::warn!(url, "jwt.jwks_url uses plain http"),
@@ -90,9 +83,7 @@ impl JwksCache {
             .connect_timeout(CONNECT_TIMEOUT)
             .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| {
-                JwtConfigError::new("jwt.jwks_url", format!("cannot build HTTP client: {e}"))
-            })?;
+            .map_err(|e| JwtConfigError::new("jwt.jwks_url", format!("cannot build HTTP client: {e}")))?;
         Ok(JwksCache {
             shared: Arc::new(Shared {
                 url: url.to_string(),
@@ -141,11 +132,7 @@ impl JwksCache {
         }
         if let Some(last) = guard.last_attempt {
             if last.elapsed() < shared.min_refetch {
-                return Err(if guard.last_ok {
-                    unknown()
-                } else {
-                    JwtError::KeysUnavailable
-                });
+                return Err(if guard.last_ok { unknown() } else { JwtError::KeysUnavailable });
             }
         }
         guard.last_attempt = Some(Instant::now());
@@ -160,10 +147,7 @@ impl JwksCache {
                         keys = set.by_kid.len(),
                         "JWKS fetched"
                     );
-                    *task_shared
-                        .keys
-                        .write()
-                        .unwrap_or_else(PoisonError::into_inner) = Arc::new(set);
+                    *task_shared.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(set);
                     guard.last_ok = true;
                     true
                 }
@@ -183,10 +167,7 @@ impl JwksCache {
 
 impl Shared {
     fn current(&self) -> Arc<KeySet> {
-        self.keys
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.keys.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     async fn fetch_keys(&self) -> Result<KeySet, String> {
@@ -201,38 +182,24 @@ impl Shared {
         if !status.is_success() {
             return Err(format!("HTTP status {status}"));
         }
-        if response
-            .content_length()
-            .is_some_and(|n| n > MAX_JWKS_BYTES as u64)
-        {
+        if response.content_length().is_some_and(|n| n > MAX_JWKS_BYTES as u64) {
             return Err("JWKS document too large".into());
         }
         let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| format!("read failed: {e}"))?
-        {
+        while let Some(chunk) = response.chunk().await.map_err(|e| format!("read failed: {e}"))? {
             if body.len() + chunk.len() > MAX_JWKS_BYTES {
                 return Err("JWKS document too large".into());
             }
             body.extend_from_slice(&chunk);
         }
-        let doc: Value =
-            serde_json::from_slice(&body).map_err(|e| format!("JWKS is not JSON: {e}"))?;
-        let keys = doc
-            .get("keys")
-            .and_then(Value::as_array)
-            .ok_or_else(|| "JWKS has no \"keys\" array".to_string())?;
+        let doc: Value = serde_json::from_slice(&body).map_err(|e| format!("JWKS is not JSON: {e}"))?;
+        let keys = doc.get("keys").and_then(Value::as_array).ok_or_else(|| "JWKS has no \"keys\" array".to_string())?;
         Ok(build_key_set(keys, self.algorithm))
     }
 }
 
 fn build_key_set(keys: &[Value], algorithm: Algorithm) -> KeySet {
-    let mut set = KeySet {
-        loaded: true,
-        ..KeySet::default()
-    };
+    let mut set = KeySet { loaded: true, ..KeySet::default() };
     let mut usable = Vec::new();
     for value in keys {
         let kid = value.get("kid").and_then(Value::as_str).map(str::to_string);
@@ -276,24 +243,16 @@ fn usable_key(jwk: &Jwk, algorithm: Algorithm) -> Result<DecodingKey, String> {
     }
     if let Some(alg) = jwk.common.key_algorithm {
         if alg != KeyAlgorithm::from(algorithm) {
-            return Err(format!(
-                "key alg {alg} does not match the configured algorithm"
-            ));
+            return Err(format!("key alg {alg} does not match the configured algorithm"));
         }
     }
     let fits = match (&jwk.algorithm, algorithm.family()) {
         (AlgorithmParameters::RSA(_), AlgorithmFamily::Rsa) => true,
         (AlgorithmParameters::EllipticCurve(p), AlgorithmFamily::Ec) => {
-            let want = if algorithm == Algorithm::ES256 {
-                EllipticCurve::P256
-            } else {
-                EllipticCurve::P384
-            };
+            let want = if algorithm == Algorithm::ES256 { EllipticCurve::P256 } else { EllipticCurve::P384 };
             p.curve == want
         }
-        (AlgorithmParameters::OctetKeyPair(p), AlgorithmFamily::Ed) => {
-            p.curve == EllipticCurve::Ed25519
-        }
+        (AlgorithmParameters::OctetKeyPair(p), AlgorithmFamily::Ed) => p.curve == EllipticCurve::Ed25519,
         _ => false,
     };
     if !fits {

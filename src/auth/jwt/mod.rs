@@ -43,10 +43,8 @@ pub const DEFAULT_SESSION_ID: &str = "default";
 
 /// The algorithms a verifier may be configured with (there is no ES512 in jsonwebtoken 11, and
 /// `none` is never allowed).
-pub const SUPPORTED_ALGORITHMS: &[&str] = &[
-    "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256",
-    "ES384", "EdDSA",
-];
+pub const SUPPORTED_ALGORITHMS: &[&str] =
+    &["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"];
 
 // ---------------------------------------------------------------------------------------------
 // Settings
@@ -103,11 +101,7 @@ impl Default for JwtSettings {
 
 impl fmt::Debug for JwtSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secret = if self.secret.is_empty() {
-            ""
-        } else {
-            "<redacted>"
-        };
+        let secret = if self.secret.is_empty() { "" } else { "<redacted>" };
         f.debug_struct("JwtSettings")
             .field("secret", &secret)
             .field("public_key", &self.public_key)
@@ -116,10 +110,7 @@ impl fmt::Debug for JwtSettings {
             .field("audience", &self.audience)
             .field("clock_skew_seconds", &self.clock_skew_seconds)
             .field("jwks_url", &self.jwks_url)
-            .field(
-                "jwks_refresh_interval_seconds",
-                &self.jwks_refresh_interval_seconds,
-            )
+            .field("jwks_refresh_interval_seconds", &self.jwks_refresh_interval_seconds)
             .field("tenant_id_claim", &self.tenant_id_claim)
             .field("user_id_claim", &self.user_id_claim)
             .field("session_id_claim", &self.session_id_claim)
@@ -154,10 +145,7 @@ pub struct JwtConfigError {
 
 impl JwtConfigError {
     pub(crate) fn new(setting: &'static str, message: impl Into<String>) -> Self {
-        JwtConfigError {
-            setting,
-            message: message.into(),
-        }
+        JwtConfigError { setting, message: message.into() }
     }
 }
 
@@ -205,9 +193,7 @@ pub fn bearer_token(header_value: Option<&str>) -> Result<&str, BearerError> {
     if value.is_empty() {
         return Err(BearerError::Missing);
     }
-    let (scheme, rest) = value
-        .split_once(|c: char| c.is_ascii_whitespace())
-        .ok_or(BearerError::Malformed)?;
+    let (scheme, rest) = value.split_once(|c: char| c.is_ascii_whitespace()).ok_or(BearerError::Malformed)?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(BearerError::Malformed);
     }
@@ -264,11 +250,7 @@ impl Claims {
             .get_str(claim_name(&s.session_id_claim, "session_id"))
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| DEFAULT_SESSION_ID.to_string());
-        Ok(ChatIdentity {
-            tenant_id,
-            user_id,
-            session_id,
-        })
+        Ok(ChatIdentity { tenant_id, user_id, session_id })
     }
 
     /// The entity id for the spaces gateway (`entity_claim`, default "sub"); required.
@@ -304,25 +286,16 @@ pub struct JwtVerifier {
 impl fmt::Debug for JwtVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let source = match &self.inner.keys {
-            KeySource::Static(_) if self.inner.algorithm.family() == AlgorithmFamily::Hmac => {
-                "secret".to_string()
-            }
+            KeySource::Static(_) if self.inner.algorithm.family() == AlgorithmFamily::Hmac => "secret".to_string(),
             KeySource::Static(_) => "public_key".to_string(),
             KeySource::Jwks(c) => format!("jwks({})", c.url()),
         };
-        f.debug_struct("JwtVerifier")
-            .field("algorithm", &self.inner.alg_name)
-            .field("keys", &source)
-            .finish()
+        f.debug_struct("JwtVerifier").field("algorithm", &self.inner.alg_name).field("keys", &source).finish()
     }
 }
 
 fn parse_algorithm(name: &str) -> Result<(Algorithm, &'static str), JwtConfigError> {
-    let name = if name.trim().is_empty() {
-        DEFAULT_ALGORITHM
-    } else {
-        name.trim()
-    };
+    let name = if name.trim().is_empty() { DEFAULT_ALGORITHM } else { name.trim() };
     let alg = match name {
         "HS256" => Algorithm::HS256,
         "HS384" => Algorithm::HS384,
@@ -371,24 +344,16 @@ fn alg_name(alg: Algorithm) -> &'static str {
 /// Checks that `key` is usable for `alg` (right family, parseable, right curve).
 pub(crate) fn check_key(key: &DecodingKey, alg: Algorithm) -> Result<(), String> {
     if key.family() != alg.family() {
-        return Err(format!(
-            "key family {:?} does not fit {}",
-            key.family(),
-            alg_name(alg)
-        ));
+        return Err(format!("key family {:?} does not fit {}", key.family(), alg_name(alg)));
     }
     // Builds the verifier: EC / Ed keys are parsed here (an error means a bad key); RSA keys
     // are parsed lazily, so they are checked through their components below.
-    jsonwebtoken::crypto::verify("AA", b"probe", key, alg)
-        .map_err(|e| format!("unusable key: {e}"))?;
+    jsonwebtoken::crypto::verify("AA", b"probe", key, alg).map_err(|e| format!("unusable key: {e}"))?;
     match alg.family() {
         AlgorithmFamily::Rsa => {
             let jwk = Jwk::from_decoding_key(key, None).map_err(|e| format!("bad RSA key: {e}"))?;
             if let AlgorithmParameters::RSA(p) = &jwk.algorithm {
-                let bits = URL_SAFE_NO_PAD
-                    .decode(&p.n)
-                    .map(|n| n.len() * 8)
-                    .unwrap_or(0);
+                let bits = URL_SAFE_NO_PAD.decode(&p.n).map(|n| n.len() * 8).unwrap_or(0);
                 if bits < 2048 {
                     tracing::warn!(bits, "JWT RSA key is shorter than 2048 bits");
                 }
@@ -396,19 +361,11 @@ pub(crate) fn check_key(key: &DecodingKey, alg: Algorithm) -> Result<(), String>
         }
         AlgorithmFamily::Ec => {
             let jwk = Jwk::from_decoding_key(key, None).map_err(|e| format!("bad EC key: {e}"))?;
-            let want = if alg == Algorithm::ES256 {
-                EllipticCurve::P256
-            } else {
-                EllipticCurve::P384
-            };
+            let want = if alg == Algorithm::ES256 { EllipticCurve::P256 } else { EllipticCurve::P384 };
             match &jwk.algorithm {
                 AlgorithmParameters::EllipticCurve(p) if p.curve == want => {}
                 AlgorithmParameters::EllipticCurve(p) => {
-                    return Err(format!(
-                        "curve {:?} does not fit {}",
-                        p.curve,
-                        alg_name(alg)
-                    ))
+                    return Err(format!("curve {:?} does not fit {}", p.curve, alg_name(alg)))
                 }
                 _ => return Err("not an EC key".to_string()),
             }
@@ -420,12 +377,8 @@ pub(crate) fn check_key(key: &DecodingKey, alg: Algorithm) -> Result<(), String>
 
 fn load_public_key(value: &str, alg: Algorithm) -> Result<DecodingKey, JwtConfigError> {
     let name = alg_name(alg);
-    let invalid = |detail: &str| {
-        JwtConfigError::new(
-            "jwt.public_key",
-            format!("not a valid PEM key for {name}{detail}"),
-        )
-    };
+    let invalid =
+        |detail: &str| JwtConfigError::new("jwt.public_key", format!("not a valid PEM key for {name}{detail}"));
     let trimmed = value.trim();
     let pem = if trimmed.starts_with("-----BEGIN") {
         // Env vars often carry PEMs with literal "\n" sequences.
@@ -434,9 +387,7 @@ fn load_public_key(value: &str, alg: Algorithm) -> Result<DecodingKey, JwtConfig
         std::fs::read_to_string(trimmed).map_err(|e| {
             JwtConfigError::new(
                 "jwt.public_key",
-                format!(
-                    "cannot read PEM file '{trimmed}' (expected inline PEM or a file path): {e}"
-                ),
+                format!("cannot read PEM file '{trimmed}' (expected inline PEM or a file path): {e}"),
             )
         })?
     };
@@ -469,9 +420,8 @@ fn parse_header(token: &str) -> Result<RawHeader, JwtError> {
     else {
         return Err(JwtError::invalid("malformed token: expected 3 segments"));
     };
-    let bytes = URL_SAFE_NO_PAD
-        .decode(header)
-        .map_err(|_| JwtError::invalid("malformed token: header is not base64url"))?;
+    let bytes =
+        URL_SAFE_NO_PAD.decode(header).map_err(|_| JwtError::invalid("malformed token: header is not base64url"))?;
     let header: Map<String, Value> = serde_json::from_slice(&bytes)
         .map_err(|_| JwtError::invalid("malformed token: header is not a JSON object"))?;
     let alg = match header.get("alg") {
@@ -501,10 +451,7 @@ fn short(s: &str) -> String {
 }
 
 fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 impl JwtVerifier {
@@ -525,10 +472,7 @@ impl JwtVerifier {
         if s.clock_skew_seconds > MAX_CLOCK_SKEW_SECONDS {
             return Err(JwtConfigError::new(
                 "jwt.clock_skew_seconds",
-                format!(
-                    "{} is too large (at most {MAX_CLOCK_SKEW_SECONDS})",
-                    s.clock_skew_seconds
-                ),
+                format!("{} is too large (at most {MAX_CLOCK_SKEW_SECONDS})", s.clock_skew_seconds),
             ));
         }
 
@@ -543,10 +487,7 @@ impl JwtVerifier {
                 ));
             }
             if has_public_key || has_jwks {
-                tracing::warn!(
-                    algorithm = name,
-                    "jwt.secret is set: jwt.public_key / jwt.jwks_url are ignored"
-                );
+                tracing::warn!(algorithm = name, "jwt.secret is set: jwt.public_key / jwt.jwks_url are ignored");
             }
             let min_len = match algorithm {
                 Algorithm::HS384 => 48,
@@ -665,12 +606,12 @@ impl JwtVerifier {
             KeySource::Static(key) => key.clone(),
             KeySource::Jwks(cache) => cache.key_for(header.kid.as_deref()).await?,
         };
-        let data =
-            jsonwebtoken::decode::<Map<String, Value>>(token.trim(), &key, &inner.validation)
-                .map_err(|e| match e.kind() {
-                    ErrorKind::ExpiredSignature => JwtError::Expired,
-                    _ => JwtError::invalid(e.to_string()),
-                })?;
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token.trim(), &key, &inner.validation).map_err(|e| {
+            match e.kind() {
+                ErrorKind::ExpiredSignature => JwtError::Expired,
+                _ => JwtError::invalid(e.to_string()),
+            }
+        })?;
         let claims = data.claims;
         if let Some(iat) = claims.get("iat") {
             let Some(iat) = iat.as_f64() else {

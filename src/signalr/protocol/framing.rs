@@ -108,13 +108,7 @@ struct Frame {
 impl MessageDecoder {
     /// Creates a decoder for a negotiated protocol and a receive limit in bytes.
     pub fn new(kind: ProtocolKind, max_message_size: usize) -> Self {
-        MessageDecoder {
-            kind,
-            buf: Vec::new(),
-            start: 0,
-            scanned: 0,
-            max_message_size,
-        }
+        MessageDecoder { kind, buf: Vec::new(), start: 0, scanned: 0, max_message_size }
     }
 
     /// Protocol this decoder parses.
@@ -183,11 +177,7 @@ impl MessageDecoder {
                         if framed_len > limit {
                             return Err(too_large);
                         }
-                        Ok(Some(Frame {
-                            payload_start: self.start,
-                            payload_end: sep,
-                            framed_len,
-                        }))
+                        Ok(Some(Frame { payload_start: self.start, payload_end: sep, framed_len }))
                     }
                     None => {
                         self.scanned = self.buf.len();
@@ -229,10 +219,7 @@ mod tests {
     #[test]
     fn text_records() {
         assert_eq!(split_text_record(b"abc"), None);
-        assert_eq!(
-            split_text_record(b"a\x1eb\x1e"),
-            Some((&b"a"[..], &b"b\x1e"[..]))
-        );
+        assert_eq!(split_text_record(b"a\x1eb\x1e"), Some((&b"a"[..], &b"b\x1e"[..])));
         assert_eq!(split_text_record(b"\x1e"), Some((&b""[..], &b""[..])));
     }
 
@@ -256,11 +243,7 @@ mod tests {
             let mut out = Vec::new();
             write_varint(value, &mut out).unwrap();
             assert_eq!(out, bytes, "encode {value}");
-            assert_eq!(
-                read_varint(bytes).unwrap(),
-                Some((value, bytes.len())),
-                "decode {value}"
-            );
+            assert_eq!(read_varint(bytes).unwrap(), Some((value, bytes.len())), "decode {value}");
             // Every strict prefix is incomplete, not an error.
             for cut in 0..bytes.len() {
                 assert_eq!(read_varint(&bytes[..cut]).unwrap(), None);
@@ -276,10 +259,7 @@ mod tests {
             &[0x80, 0x80, 0x80, 0x80, 0x80],
             &[0x80, 0x80, 0x80, 0x80, 0x80, 0x01],
         ] {
-            assert!(matches!(
-                read_varint(bad),
-                Err(ProtocolError::InvalidLengthPrefix)
-            ));
+            assert!(matches!(read_varint(bad), Err(ProtocolError::InvalidLengthPrefix)));
         }
     }
 
@@ -287,10 +267,7 @@ mod tests {
     fn binary_frames() {
         assert_eq!(split_binary_frame(b"").unwrap(), None);
         assert_eq!(split_binary_frame(&[0x02, 0x91]).unwrap(), None);
-        assert_eq!(
-            split_binary_frame(&[0x02, 0x91, 0x06, 0x00]).unwrap(),
-            Some((&[0x91, 0x06][..], &[0x00][..]))
-        );
+        assert_eq!(split_binary_frame(&[0x02, 0x91, 0x06, 0x00]).unwrap(), Some((&[0x91, 0x06][..], &[0x00][..])));
         // The spec's framing example: "Hello\nWorld" then 0x01 0x02.
         let data = b"\x0bHello\nWorld\x02\x01\x02";
         let (a, rest) = split_binary_frame(data).unwrap().unwrap();
@@ -406,17 +383,11 @@ mod tests {
         let mut prefix = Vec::new();
         write_varint(1 << 20, &mut prefix).unwrap();
         dec.push(&prefix);
-        assert!(matches!(
-            dec.next_message(),
-            Err(ProtocolError::MessageTooLarge { limit: 32768 })
-        ));
+        assert!(matches!(dec.next_message(), Err(ProtocolError::MessageTooLarge { limit: 32768 })));
         // Even a partial prefix is enough once it cannot fit.
         let mut dec = MessageDecoder::new(ProtocolKind::MessagePack, 2);
         dec.push(&[0x80, 0x80]);
-        assert!(matches!(
-            dec.next_message(),
-            Err(ProtocolError::MessageTooLarge { .. })
-        ));
+        assert!(matches!(dec.next_message(), Err(ProtocolError::MessageTooLarge { .. })));
     }
 
     #[test]
@@ -425,10 +396,7 @@ mod tests {
         dec.push(&[b' '; 60]);
         assert_eq!(dec.next_message().unwrap(), None);
         dec.push(&[b' '; 40]);
-        assert!(matches!(
-            dec.next_message(),
-            Err(ProtocolError::MessageTooLarge { limit: 100 })
-        ));
+        assert!(matches!(dec.next_message(), Err(ProtocolError::MessageTooLarge { limit: 100 })));
         // A first small message passes, the oversized second one fails.
         let mut dec = MessageDecoder::new(ProtocolKind::Json, 20);
         dec.push(b"{\"type\":6}\x1e{\"type\":1,\"target\":\"xxxxxxxxxxxxxxxx");
@@ -440,10 +408,7 @@ mod tests {
     fn bad_length_prefix() {
         let mut dec = MessageDecoder::new(ProtocolKind::MessagePack, usize::MAX);
         dec.push(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
-        assert!(matches!(
-            dec.next_message(),
-            Err(ProtocolError::InvalidLengthPrefix)
-        ));
+        assert!(matches!(dec.next_message(), Err(ProtocolError::InvalidLengthPrefix)));
     }
 
     #[test]
@@ -479,10 +444,7 @@ mod tests {
 
         let mut dec = MessageDecoder::new(ProtocolKind::MessagePack, 1024);
         dec.push(&[0x03, 0xde, 0xad, 0xbe]);
-        assert!(matches!(
-            dec.next_message(),
-            Err(ProtocolError::InvalidMessage(_))
-        ));
+        assert!(matches!(dec.next_message(), Err(ProtocolError::InvalidMessage(_))));
 
         let mut dec = MessageDecoder::new(ProtocolKind::MessagePack, 1024);
         dec.push(&[0x00]);

@@ -58,8 +58,8 @@ pub fn parse_handshake(buf: &[u8], max_size: usize) -> Result<HandshakeParse, Pr
     let content = || String::from_utf8_lossy(payload).into_owned();
     let bad = |text: String| ProtocolError::InvalidHandshake(text);
 
-    let root: Value = serde_json::from_slice(payload)
-        .map_err(|e| bad(format!("Error reading handshake JSON: {e}.")))?;
+    let root: Value =
+        serde_json::from_slice(payload).map_err(|e| bad(format!("Error reading handshake JSON: {e}.")))?;
     let Value::Object(obj) = root else {
         return Err(bad(format!(
             "Unexpected JSON Token Type '{}' when reading handshake request JSON. Message content: {}",
@@ -81,34 +81,20 @@ pub fn parse_handshake(buf: &[u8], max_size: usize) -> Result<HandshakeParse, Pr
         ),
         Some(_) => return Err(bad("Expected 'version' to be of type Number.".into())),
     };
-    let missing = |p: &str| {
-        bad(format!(
-            "Missing required property '{p}'. Message content: {}",
-            content()
-        ))
-    };
+    let missing = |p: &str| bad(format!("Missing required property '{p}'. Message content: {}", content()));
     let protocol = protocol.ok_or_else(|| missing("protocol"))?;
     let version = version.ok_or_else(|| missing("version"))?;
-    Ok(HandshakeParse::Complete {
-        request: HandshakeRequest { protocol, version },
-        consumed: end + 1,
-    })
+    Ok(HandshakeParse::Complete { request: HandshakeRequest { protocol, version }, consumed: end + 1 })
 }
 
 /// Picks the protocol for a parsed request among those this endpoint allows; the `Err` text
 /// is what ASP.NET sends in the handshake error response.
-pub fn select_protocol(
-    req: &HandshakeRequest,
-    allowed: &[ProtocolKind],
-) -> Result<ProtocolKind, String> {
+pub fn select_protocol(req: &HandshakeRequest, allowed: &[ProtocolKind]) -> Result<ProtocolKind, String> {
     let kind = ProtocolKind::from_name(&req.protocol)
         .filter(|k| allowed.contains(k))
         .ok_or_else(|| format!("The protocol '{}' is not supported.", req.protocol))?;
     if !SUPPORTED_VERSIONS.contains(&req.version) {
-        return Err(format!(
-            "The server does not support version {} of the '{}' protocol.",
-            req.version, req.protocol
-        ));
+        return Err(format!("The server does not support version {} of the '{}' protocol.", req.version, req.protocol));
     }
     Ok(kind)
 }
@@ -154,17 +140,10 @@ mod tests {
     fn parses_request() {
         let buf = b"{\"protocol\":\"json\",\"version\":1}\x1e";
         let (req, consumed) = complete(buf);
-        assert_eq!(
-            req,
-            HandshakeRequest {
-                protocol: "json".into(),
-                version: 1
-            }
-        );
+        assert_eq!(req, HandshakeRequest { protocol: "json".into(), version: 1 });
         assert_eq!(consumed, buf.len());
         // Field order and unknown fields do not matter; whitespace is fine.
-        let (req, _) =
-            complete(b" {\"version\": 0, \"x\": [1], \"protocol\": \"messagepack\"} \x1e");
+        let (req, _) = complete(b" {\"version\": 0, \"x\": [1], \"protocol\": \"messagepack\"} \x1e");
         assert_eq!(req.protocol, "messagepack");
         assert_eq!(req.version, 0);
     }
@@ -173,10 +152,7 @@ mod tests {
     fn incomplete_until_separator() {
         let buf = b"{\"protocol\":\"json\",\"version\":1}\x1e";
         for cut in 0..buf.len() {
-            assert_eq!(
-                parse_handshake(&buf[..cut], 1024).unwrap(),
-                HandshakeParse::Incomplete
-            );
+            assert_eq!(parse_handshake(&buf[..cut], 1024).unwrap(), HandshakeParse::Incomplete);
         }
     }
 
@@ -194,10 +170,7 @@ mod tests {
         assert_eq!(dec.next_message().unwrap(), Some(HubMessage::Ping));
         assert_eq!(dec.next_message().unwrap(), None);
         dec.push(b"1");
-        assert_eq!(
-            dec.next_message().unwrap(),
-            Some(HubMessage::cancel_invocation("1"))
-        );
+        assert_eq!(dec.next_message().unwrap(), Some(HubMessage::cancel_invocation("1")));
 
         // Text data after a JSON handshake, including a partial record.
         let buf = b"{\"protocol\":\"json\",\"version\":1}\x1e{\"type\":6}\x1e{\"ty";
@@ -212,15 +185,9 @@ mod tests {
     #[test]
     fn too_large() {
         let err = parse_handshake(&[b' '; 64], 64).unwrap_err();
-        assert!(matches!(
-            err,
-            ProtocolError::HandshakeTooLarge { limit: 64 }
-        ));
+        assert!(matches!(err, ProtocolError::HandshakeTooLarge { limit: 64 }));
         assert_eq!(err.handshake_error_text(false), "Handshake was canceled.");
-        assert_eq!(
-            parse_handshake(&[b' '; 63], 64).unwrap(),
-            HandshakeParse::Incomplete
-        );
+        assert_eq!(parse_handshake(&[b' '; 63], 64).unwrap(), HandshakeParse::Incomplete);
         // A separator beyond the window does not count.
         let mut buf = vec![b' '; 70];
         buf.push(RECORD_SEPARATOR);
@@ -238,14 +205,8 @@ mod tests {
             err(b"{\"protocol\":\"json\"}\x1e"),
             "Missing required property 'version'. Message content: {\"protocol\":\"json\"}"
         );
-        assert_eq!(
-            err(b"{\"protocol\":1,\"version\":1}\x1e"),
-            "Expected 'protocol' to be of type String."
-        );
-        assert_eq!(
-            err(b"{\"protocol\":\"json\",\"version\":\"1\"}\x1e"),
-            "Expected 'version' to be of type Number."
-        );
+        assert_eq!(err(b"{\"protocol\":1,\"version\":1}\x1e"), "Expected 'protocol' to be of type String.");
+        assert_eq!(err(b"{\"protocol\":\"json\",\"version\":\"1\"}\x1e"), "Expected 'version' to be of type Number.");
         assert_eq!(
             err(b"{\"protocol\":\"json\",\"version\":-1}\x1e"),
             "Expected 'version' to be a non-negative integer."
@@ -257,34 +218,22 @@ mod tests {
         assert!(err(b"{nope\x1e").starts_with("Error reading handshake JSON"));
         let e = parse_handshake(b"\x91\x06\x1e", 1024).unwrap_err();
         assert!(matches!(e, ProtocolError::InvalidHandshake(_)));
-        assert_eq!(
-            e.handshake_error_text(false),
-            "An unexpected error occurred during connection handshake."
-        );
+        assert_eq!(e.handshake_error_text(false), "An unexpected error occurred during connection handshake.");
     }
 
     fn req(protocol: &str, version: u32) -> HandshakeRequest {
-        HandshakeRequest {
-            protocol: protocol.into(),
-            version,
-        }
+        HandshakeRequest { protocol: protocol.into(), version }
     }
 
     #[test]
     fn versions_zero_to_two_accepted_three_rejected() {
         for kind in ProtocolKind::ALL {
             for v in 0..=2 {
-                assert_eq!(
-                    select_protocol(&req(kind.name(), v), &ProtocolKind::ALL),
-                    Ok(kind)
-                );
+                assert_eq!(select_protocol(&req(kind.name(), v), &ProtocolKind::ALL), Ok(kind));
             }
             assert_eq!(
                 select_protocol(&req(kind.name(), 3), &ProtocolKind::ALL),
-                Err(format!(
-                    "The server does not support version 3 of the '{}' protocol.",
-                    kind.name()
-                ))
+                Err(format!("The server does not support version 3 of the '{}' protocol.", kind.name()))
             );
         }
     }
@@ -299,10 +248,7 @@ mod tests {
             select_protocol(&req("messagepack", 1), &[ProtocolKind::Json]),
             Err("The protocol 'messagepack' is not supported.".to_string())
         );
-        assert_eq!(
-            select_protocol(&req("MessagePack", 1), &ProtocolKind::ALL),
-            Ok(ProtocolKind::MessagePack)
-        );
+        assert_eq!(select_protocol(&req("MessagePack", 1), &ProtocolKind::ALL), Ok(ProtocolKind::MessagePack));
     }
 
     #[test]

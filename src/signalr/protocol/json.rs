@@ -22,45 +22,25 @@ pub fn write_body(msg: &HubMessage, out: &mut Vec<u8>) -> Result<(), ProtocolErr
     out.extend_from_slice(b"{\"type\":");
     out.push(b'0' + msg.type_id()); // always a single digit (1-9)
     match msg {
-        HubMessage::Invocation {
-            invocation_id,
-            target,
-            arguments,
-            stream_ids,
-            headers,
-        } => {
+        HubMessage::Invocation { invocation_id, target, arguments, stream_ids, headers } => {
             write_headers(headers, out)?;
             if let Some(id) = invocation_id.as_deref().filter(|id| !id.is_empty()) {
                 write_str_field("invocationId", id, out)?;
             }
             write_call(target, arguments, stream_ids, out)?;
         }
-        HubMessage::StreamInvocation {
-            invocation_id,
-            target,
-            arguments,
-            stream_ids,
-            headers,
-        } => {
+        HubMessage::StreamInvocation { invocation_id, target, arguments, stream_ids, headers } => {
             write_headers(headers, out)?;
             write_str_field("invocationId", invocation_id, out)?;
             write_call(target, arguments, stream_ids, out)?;
         }
-        HubMessage::StreamItem {
-            invocation_id,
-            item,
-            headers,
-        } => {
+        HubMessage::StreamItem { invocation_id, item, headers } => {
             write_headers(headers, out)?;
             write_str_field("invocationId", invocation_id, out)?;
             out.extend_from_slice(b",\"item\":");
             write_value(item, out)?;
         }
-        HubMessage::Completion {
-            invocation_id,
-            result,
-            headers,
-        } => {
+        HubMessage::Completion { invocation_id, result, headers } => {
             write_headers(headers, out)?;
             write_str_field("invocationId", invocation_id, out)?;
             match result {
@@ -72,18 +52,12 @@ pub fn write_body(msg: &HubMessage, out: &mut Vec<u8>) -> Result<(), ProtocolErr
                 CompletionResult::Error(e) => write_str_field("error", e, out)?,
             }
         }
-        HubMessage::CancelInvocation {
-            invocation_id,
-            headers,
-        } => {
+        HubMessage::CancelInvocation { invocation_id, headers } => {
             write_headers(headers, out)?;
             write_str_field("invocationId", invocation_id, out)?;
         }
         HubMessage::Ping => {}
-        HubMessage::Close {
-            error,
-            allow_reconnect,
-        } => {
+        HubMessage::Close { error, allow_reconnect } => {
             if let Some(e) = error {
                 write_str_field("error", e, out)?;
             }
@@ -154,10 +128,7 @@ fn write_str_field(name: &str, value: &str, out: &mut Vec<u8>) -> Result<(), Pro
     write_value(value, out)
 }
 
-fn write_value<T: serde::Serialize + ?Sized>(
-    value: &T,
-    out: &mut Vec<u8>,
-) -> Result<(), ProtocolError> {
+fn write_value<T: serde::Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), ProtocolError> {
     serde_json::to_writer(&mut *out, value)
         .map_err(|e| ProtocolError::Encode(format!("JSON serialization failed: {e}")))
 }
@@ -179,11 +150,9 @@ pub fn decode(payload: &[u8]) -> Result<Option<HubMessage>, ProtocolError> {
     // Like ASP.NET, every known property is type-checked whatever the message type.
     let msg_type = match obj.get("type") {
         None => None,
-        Some(Value::Number(n)) => Some(
-            n.as_i64()
-                .and_then(|v| i32::try_from(v).ok())
-                .ok_or_else(|| expected("type", "Number"))?,
-        ),
+        Some(Value::Number(n)) => {
+            Some(n.as_i64().and_then(|v| i32::try_from(v).ok()).ok_or_else(|| expected("type", "Number"))?)
+        }
         Some(_) => return Err(expected("type", "Number")),
     };
     let invocation_id = take_string(&mut obj, "invocationId")?;
@@ -203,10 +172,9 @@ pub fn decode(payload: &[u8]) -> Result<Option<HubMessage>, ProtocolError> {
     let headers = take_headers(&mut obj)?;
     let sequence_id = match obj.get("sequenceId") {
         None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => Some(
-            n.as_u64()
-                .ok_or_else(|| invalid("Expected 'sequenceId' to be a non-negative integer."))?,
-        ),
+        Some(Value::Number(n)) => {
+            Some(n.as_u64().ok_or_else(|| invalid("Expected 'sequenceId' to be a non-negative integer."))?)
+        }
         Some(_) => return Err(expected("sequenceId", "Number")),
     };
     let result = obj.remove("result");
@@ -252,35 +220,22 @@ pub fn decode(payload: &[u8]) -> Result<Option<HubMessage>, ProtocolError> {
             let invocation_id = non_empty(invocation_id).ok_or_else(|| missing("invocationId"))?;
             let result = match (error, result) {
                 (Some(_), Some(_)) => {
-                    return Err(invalid(
-                        "The 'error' and 'result' properties are mutually exclusive.",
-                    ))
+                    return Err(invalid("The 'error' and 'result' properties are mutually exclusive."))
                 }
                 (Some(e), None) => CompletionResult::Error(e),
                 (None, Some(v)) => CompletionResult::Value(v),
                 (None, None) => CompletionResult::Void,
             };
-            HubMessage::Completion {
-                invocation_id,
-                result,
-                headers,
-            }
+            HubMessage::Completion { invocation_id, result, headers }
         }
         mt::CANCEL_INVOCATION => HubMessage::CancelInvocation {
             invocation_id: non_empty(invocation_id).ok_or_else(|| missing("invocationId"))?,
             headers,
         },
         mt::PING => HubMessage::Ping,
-        mt::CLOSE => HubMessage::Close {
-            error,
-            allow_reconnect,
-        },
-        mt::ACK => HubMessage::Ack {
-            sequence_id: sequence_id.ok_or_else(|| missing("sequenceId"))?,
-        },
-        mt::SEQUENCE => HubMessage::Sequence {
-            sequence_id: sequence_id.ok_or_else(|| missing("sequenceId"))?,
-        },
+        mt::CLOSE => HubMessage::Close { error, allow_reconnect },
+        mt::ACK => HubMessage::Ack { sequence_id: sequence_id.ok_or_else(|| missing("sequenceId"))? },
+        mt::SEQUENCE => HubMessage::Sequence { sequence_id: sequence_id.ok_or_else(|| missing("sequenceId"))? },
         _ => return Ok(None),
     };
     Ok(Some(msg))
@@ -347,11 +302,7 @@ fn take_headers(obj: &mut Map<String, Value>) -> Result<Headers, ProtocolError> 
             Value::String(s) => {
                 headers.insert(k, s);
             }
-            _ => {
-                return Err(invalid(format!(
-                    "Expected header '{k}' to be of type String."
-                )))
-            }
+            _ => return Err(invalid(format!("Expected header '{k}' to be of type String."))),
         }
     }
     Ok(headers)
@@ -379,17 +330,13 @@ mod tests {
 
     #[test]
     fn spec_invocation_examples() {
-        let blocking =
-            HubMessage::invocation_with_id("123", "Send", vec![json!(42), json!("Test Message")]);
+        let blocking = HubMessage::invocation_with_id("123", "Send", vec![json!(42), json!("Test Message")]);
         assert_eq!(
             enc(&blocking),
             r#"{"type":1,"invocationId":"123","target":"Send","arguments":[42,"Test Message"]}"#
         );
         let non_blocking = HubMessage::invocation("Send", vec![json!(42), json!("Test Message")]);
-        assert_eq!(
-            enc(&non_blocking),
-            r#"{"type":1,"target":"Send","arguments":[42,"Test Message"]}"#
-        );
+        assert_eq!(enc(&non_blocking), r#"{"type":1,"target":"Send","arguments":[42,"Test Message"]}"#);
         let streams = HubMessage::Invocation {
             invocation_id: Some("123".into()),
             target: "Send".into(),
@@ -401,9 +348,7 @@ mod tests {
             enc(&streams),
             r#"{"type":1,"invocationId":"123","target":"Send","arguments":[42],"streamIds":["1"]}"#
         );
-        let headers = blocking
-            .clone()
-            .with_headers([("Foo".to_string(), "Bar".to_string())].into());
+        let headers = blocking.clone().with_headers([("Foo".to_string(), "Bar".to_string())].into());
         assert_eq!(
             enc(&headers),
             r#"{"type":1,"headers":{"Foo":"Bar"},"invocationId":"123","target":"Send","arguments":[42,"Test Message"]}"#
@@ -411,13 +356,9 @@ mod tests {
         // The spec's pretty-printed forms decode to the same messages.
         let pretty = "{\n    \"type\": 1,\n    \"headers\": {\n        \"Foo\": \"Bar\"\n    },\n    \"invocationId\": \"123\",\n    \"target\": \"Send\",\n    \"arguments\": [\n        42,\n        \"Test Message\"\n    ]\n}";
         assert_eq!(dec(pretty).unwrap(), Some(headers));
+        assert_eq!(dec(r#"{"type":1,"target":"Send","arguments":[42,"Test Message"]}"#).unwrap(), Some(non_blocking));
         assert_eq!(
-            dec(r#"{"type":1,"target":"Send","arguments":[42,"Test Message"]}"#).unwrap(),
-            Some(non_blocking)
-        );
-        assert_eq!(
-            dec(r#"{"type":1,"invocationId":"123","target":"Send","arguments":[42],"streamIds":["1"]}"#)
-                .unwrap(),
+            dec(r#"{"type":1,"invocationId":"123","target":"Send","arguments":[42],"streamIds":["1"]}"#).unwrap(),
             Some(streams)
         );
     }
@@ -426,37 +367,18 @@ mod tests {
     fn spec_other_examples() {
         let cases: Vec<(HubMessage, &str)> = vec![
             (
-                HubMessage::stream_invocation(
-                    "123",
-                    "Send",
-                    vec![json!(42), json!("Test Message")],
-                ),
+                HubMessage::stream_invocation("123", "Send", vec![json!(42), json!("Test Message")]),
                 r#"{"type":4,"invocationId":"123","target":"Send","arguments":[42,"Test Message"]}"#,
             ),
-            (
-                HubMessage::stream_item("123", json!(42)),
-                r#"{"type":2,"invocationId":"123","item":42}"#,
-            ),
-            (
-                HubMessage::completion_void("123"),
-                r#"{"type":3,"invocationId":"123"}"#,
-            ),
-            (
-                HubMessage::completion_result("123", json!(42)),
-                r#"{"type":3,"invocationId":"123","result":42}"#,
-            ),
-            (
-                HubMessage::completion_result("123", Value::Null),
-                r#"{"type":3,"invocationId":"123","result":null}"#,
-            ),
+            (HubMessage::stream_item("123", json!(42)), r#"{"type":2,"invocationId":"123","item":42}"#),
+            (HubMessage::completion_void("123"), r#"{"type":3,"invocationId":"123"}"#),
+            (HubMessage::completion_result("123", json!(42)), r#"{"type":3,"invocationId":"123","result":42}"#),
+            (HubMessage::completion_result("123", Value::Null), r#"{"type":3,"invocationId":"123","result":null}"#),
             (
                 HubMessage::completion_error("123", "It didn't work!"),
                 r#"{"type":3,"invocationId":"123","error":"It didn't work!"}"#,
             ),
-            (
-                HubMessage::cancel_invocation("123"),
-                r#"{"type":5,"invocationId":"123"}"#,
-            ),
+            (HubMessage::cancel_invocation("123"), r#"{"type":5,"invocationId":"123"}"#),
             (HubMessage::Ping, r#"{"type":6}"#),
             (HubMessage::close(None, false), r#"{"type":7}"#),
             (
@@ -467,15 +389,9 @@ mod tests {
                 HubMessage::close(Some("Connection closed because of an error!".into()), true),
                 r#"{"type":7,"error":"Connection closed because of an error!","allowReconnect":true}"#,
             ),
-            (
-                HubMessage::close(None, true),
-                r#"{"type":7,"allowReconnect":true}"#,
-            ),
+            (HubMessage::close(None, true), r#"{"type":7,"allowReconnect":true}"#),
             (HubMessage::ack(1394), r#"{"type":8,"sequenceId":1394}"#),
-            (
-                HubMessage::sequence(1234),
-                r#"{"type":9,"sequenceId":1234}"#,
-            ),
+            (HubMessage::sequence(1234), r#"{"type":9,"sequenceId":1234}"#),
         ];
         for (msg, text) in cases {
             assert_eq!(enc(&msg), text);
@@ -487,18 +403,11 @@ mod tests {
     fn lenient_decoding() {
         // Field order, unknown fields, explicit allowReconnect false, headers on Ping ignored.
         assert_eq!(
-            dec(r#"{"arguments":[],"extra":{"a":[1]},"target":"T","type":1,"invocationId":""}"#)
-                .unwrap(),
+            dec(r#"{"arguments":[],"extra":{"a":[1]},"target":"T","type":1,"invocationId":""}"#).unwrap(),
             Some(HubMessage::invocation("T", vec![]))
         );
-        assert_eq!(
-            dec(r#"{"type":7,"allowReconnect":false}"#).unwrap(),
-            Some(HubMessage::close(None, false))
-        );
-        assert_eq!(
-            dec(r#"{"type":6,"headers":{"a":"b"}}"#).unwrap(),
-            Some(HubMessage::Ping)
-        );
+        assert_eq!(dec(r#"{"type":7,"allowReconnect":false}"#).unwrap(), Some(HubMessage::close(None, false)));
+        assert_eq!(dec(r#"{"type":6,"headers":{"a":"b"}}"#).unwrap(), Some(HubMessage::Ping));
         assert_eq!(
             dec(r#"{"type":3,"invocationId":"1","result":{"x":[null]}}"#).unwrap(),
             Some(HubMessage::completion_result("1", json!({"x": [null]})))
@@ -515,123 +424,57 @@ mod tests {
     #[test]
     fn error_texts() {
         let cases = [
-            (
-                r#"{"type":1,"target":5,"arguments":[]}"#,
-                "Expected 'target' to be of type String.",
-            ),
-            (
-                r#"{"type":1,"arguments":[]}"#,
-                "Missing required property 'target'.",
-            ),
-            (
-                r#"{"type":1,"target":"","arguments":[]}"#,
-                "Missing required property 'target'.",
-            ),
-            (
-                r#"{"type":1,"target":"x"}"#,
-                "Missing required property 'arguments'.",
-            ),
-            (
-                r#"{"type":1,"target":"x","arguments":{}}"#,
-                "Expected 'arguments' to be of type Array.",
-            ),
+            (r#"{"type":1,"target":5,"arguments":[]}"#, "Expected 'target' to be of type String."),
+            (r#"{"type":1,"arguments":[]}"#, "Missing required property 'target'."),
+            (r#"{"type":1,"target":"","arguments":[]}"#, "Missing required property 'target'."),
+            (r#"{"type":1,"target":"x"}"#, "Missing required property 'arguments'."),
+            (r#"{"type":1,"target":"x","arguments":{}}"#, "Expected 'arguments' to be of type Array."),
             (
                 r#"{"type":1,"invocationId":null,"target":"x","arguments":[]}"#,
                 "Expected 'invocationId' to be of type String.",
             ),
-            (
-                r#"{"type":1,"target":"x","arguments":[],"streamIds":"1"}"#,
-                "Expected 'streamIds' to be of type Array.",
-            ),
+            (r#"{"type":1,"target":"x","arguments":[],"streamIds":"1"}"#, "Expected 'streamIds' to be of type Array."),
             (
                 r#"{"type":1,"target":"x","arguments":[],"streamIds":[null]}"#,
                 "Null value for 'streamIds' is not valid.",
             ),
-            (
-                r#"{"type":1,"target":"x","arguments":[],"headers":[]}"#,
-                "Expected 'headers' to be of type StartObject.",
-            ),
+            (r#"{"type":1,"target":"x","arguments":[],"headers":[]}"#, "Expected 'headers' to be of type StartObject."),
             (
                 r#"{"type":1,"target":"x","arguments":[],"headers":{"a":1}}"#,
                 "Expected header 'a' to be of type String.",
             ),
-            (
-                r#"{"target":"x","arguments":[]}"#,
-                "Missing required property 'type'.",
-            ),
+            (r#"{"target":"x","arguments":[]}"#, "Missing required property 'type'."),
             (r#"{"type":"1"}"#, "Expected 'type' to be of type Number."),
             (r#"{"type":null}"#, "Expected 'type' to be of type Number."),
             (r#"{"type":1.5}"#, "Expected 'type' to be of type Number."),
-            (
-                r#"{"type":4,"target":"x","arguments":[]}"#,
-                "Missing required property 'invocationId'.",
-            ),
-            (
-                r#"{"type":4,"invocationId":"1","arguments":[]}"#,
-                "Missing required property 'target'.",
-            ),
-            (
-                r#"{"type":2,"item":1}"#,
-                "Missing required property 'invocationId'.",
-            ),
-            (
-                r#"{"type":2,"invocationId":"1"}"#,
-                "Missing required property 'item'.",
-            ),
+            (r#"{"type":4,"target":"x","arguments":[]}"#, "Missing required property 'invocationId'."),
+            (r#"{"type":4,"invocationId":"1","arguments":[]}"#, "Missing required property 'target'."),
+            (r#"{"type":2,"item":1}"#, "Missing required property 'invocationId'."),
+            (r#"{"type":2,"invocationId":"1"}"#, "Missing required property 'item'."),
             (r#"{"type":3}"#, "Missing required property 'invocationId'."),
-            (
-                r#"{"type":3,"invocationId":""}"#,
-                "Missing required property 'invocationId'.",
-            ),
+            (r#"{"type":3,"invocationId":""}"#, "Missing required property 'invocationId'."),
             (
                 r#"{"type":3,"invocationId":"1","result":1,"error":"e"}"#,
                 "The 'error' and 'result' properties are mutually exclusive.",
             ),
-            (
-                r#"{"type":3,"invocationId":"1","error":null}"#,
-                "Expected 'error' to be of type String.",
-            ),
+            (r#"{"type":3,"invocationId":"1","error":null}"#, "Expected 'error' to be of type String."),
             (r#"{"type":5}"#, "Missing required property 'invocationId'."),
-            (
-                r#"{"type":7,"allowReconnect":"yes"}"#,
-                "Expected 'allowReconnect' to be true or false.",
-            ),
+            (r#"{"type":7,"allowReconnect":"yes"}"#, "Expected 'allowReconnect' to be true or false."),
             (r#"{"type":8}"#, "Missing required property 'sequenceId'."),
-            (
-                r#"{"type":9,"sequenceId":null}"#,
-                "Missing required property 'sequenceId'.",
-            ),
-            (
-                r#"{"type":8,"sequenceId":"3"}"#,
-                "Expected 'sequenceId' to be of type Number.",
-            ),
-            (
-                r#"{"type":8,"sequenceId":-3}"#,
-                "Expected 'sequenceId' to be a non-negative integer.",
-            ),
-            (
-                r#"[1,2]"#,
-                "Unexpected JSON Token Type 'Array'. Expected a JSON Object.",
-            ),
-            (
-                r#""str""#,
-                "Unexpected JSON Token Type 'String'. Expected a JSON Object.",
-            ),
+            (r#"{"type":9,"sequenceId":null}"#, "Missing required property 'sequenceId'."),
+            (r#"{"type":8,"sequenceId":"3"}"#, "Expected 'sequenceId' to be of type Number."),
+            (r#"{"type":8,"sequenceId":-3}"#, "Expected 'sequenceId' to be a non-negative integer."),
+            (r#"[1,2]"#, "Unexpected JSON Token Type 'Array'. Expected a JSON Object."),
+            (r#""str""#, "Unexpected JSON Token Type 'String'. Expected a JSON Object."),
             // Field types are checked even for unknown message types, as ASP.NET does.
-            (
-                r#"{"type":99,"target":1}"#,
-                "Expected 'target' to be of type String.",
-            ),
+            (r#"{"type":99,"target":1}"#, "Expected 'target' to be of type String."),
         ];
         for (text, err) in cases {
             assert_eq!(dec_err(text), err, "{text}");
         }
         assert!(matches!(dec("{\"type\":1,"), Err(ProtocolError::Json(_))));
         assert!(matches!(dec(""), Err(ProtocolError::Json(_))));
-        assert!(matches!(
-            decode(b"{\"type\":6}\xff"),
-            Err(ProtocolError::Json(_))
-        ));
+        assert!(matches!(decode(b"{\"type\":6}\xff"), Err(ProtocolError::Json(_))));
         assert_eq!(dec_err("nope"), "Error reading JSON.");
     }
 

@@ -51,17 +51,9 @@ pub enum HubMessage {
         headers: Headers,
     },
     /// Type 2.
-    StreamItem {
-        invocation_id: String,
-        item: Value,
-        headers: Headers,
-    },
+    StreamItem { invocation_id: String, item: Value, headers: Headers },
     /// Type 3.
-    Completion {
-        invocation_id: String,
-        result: CompletionResult,
-        headers: Headers,
-    },
+    Completion { invocation_id: String, result: CompletionResult, headers: Headers },
     /// Type 4.
     StreamInvocation {
         invocation_id: String,
@@ -71,17 +63,11 @@ pub enum HubMessage {
         headers: Headers,
     },
     /// Type 5.
-    CancelInvocation {
-        invocation_id: String,
-        headers: Headers,
-    },
+    CancelInvocation { invocation_id: String, headers: Headers },
     /// Type 6. Carries nothing, not even headers (the spec fixes its MessagePack bytes).
     Ping,
     /// Type 7. `allow_reconnect` tells auto-reconnecting clients to try again.
-    Close {
-        error: Option<String>,
-        allow_reconnect: bool,
-    },
+    Close { error: Option<String>, allow_reconnect: bool },
     /// Type 8.
     Ack { sequence_id: u64 },
     /// Type 9.
@@ -203,11 +189,7 @@ impl HubMessage {
 
     /// One stream item.
     pub fn stream_item(invocation_id: impl Into<String>, item: Value) -> Self {
-        HubMessage::StreamItem {
-            invocation_id: invocation_id.into(),
-            item,
-            headers: Headers::new(),
-        }
+        HubMessage::StreamItem { invocation_id: invocation_id.into(), item, headers: Headers::new() }
     }
 
     /// Completion without result (void method, or end of a stream).
@@ -227,27 +209,17 @@ impl HubMessage {
 
     /// Completion with any result kind.
     pub fn completion(invocation_id: impl Into<String>, result: CompletionResult) -> Self {
-        HubMessage::Completion {
-            invocation_id: invocation_id.into(),
-            result,
-            headers: Headers::new(),
-        }
+        HubMessage::Completion { invocation_id: invocation_id.into(), result, headers: Headers::new() }
     }
 
     /// Cancel an invocation or stream.
     pub fn cancel_invocation(invocation_id: impl Into<String>) -> Self {
-        HubMessage::CancelInvocation {
-            invocation_id: invocation_id.into(),
-            headers: Headers::new(),
-        }
+        HubMessage::CancelInvocation { invocation_id: invocation_id.into(), headers: Headers::new() }
     }
 
     /// Close, optionally with an error and a hint that the client may reconnect.
     pub fn close(error: Option<String>, allow_reconnect: bool) -> Self {
-        HubMessage::Close {
-            error,
-            allow_reconnect,
-        }
+        HubMessage::Close { error, allow_reconnect }
     }
 
     /// Stateful-reconnect acknowledgement.
@@ -298,20 +270,14 @@ mod tests {
         );
         assert_eq!(m.invocation_id(), Some("7"));
         assert_eq!(HubMessage::invocation("x", vec![]).invocation_id(), None);
-        assert_eq!(
-            HubMessage::invocation_with_id("3", "x", vec![]).invocation_id(),
-            Some("3")
-        );
+        assert_eq!(HubMessage::invocation_with_id("3", "x", vec![]).invocation_id(), Some("3"));
         let h: Headers = [("a".to_string(), "b".to_string())].into();
         let m = HubMessage::cancel_invocation("1").with_headers(h.clone());
         assert_eq!(m.headers(), Some(&h));
         assert_eq!(HubMessage::Ping.with_headers(h).headers(), None);
         assert_eq!(
             HubMessage::close(Some("e".into()), true),
-            HubMessage::Close {
-                error: Some("e".into()),
-                allow_reconnect: true
-            }
+            HubMessage::Close { error: Some("e".into()), allow_reconnect: true }
         );
     }
 }

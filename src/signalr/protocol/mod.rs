@@ -11,12 +11,12 @@ pub mod message;
 pub mod msgpack;
 
 pub use framing::{
-    read_varint, split_binary_frame, split_text_record, write_varint, MessageDecoder,
-    MAX_BINARY_MESSAGE_SIZE, MAX_VARINT_LEN, RECORD_SEPARATOR,
+    read_varint, split_binary_frame, split_text_record, write_varint, MessageDecoder, MAX_BINARY_MESSAGE_SIZE,
+    MAX_VARINT_LEN, RECORD_SEPARATOR,
 };
 pub use handshake::{
-    handshake_response, parse_handshake, select_protocol, unsupported_transfer_format_error,
-    HandshakeParse, HandshakeRequest, HANDSHAKE_SUCCESS, SUPPORTED_VERSIONS,
+    handshake_response, parse_handshake, select_protocol, unsupported_transfer_format_error, HandshakeParse,
+    HandshakeRequest, HANDSHAKE_SUCCESS, SUPPORTED_VERSIONS,
 };
 pub use message::{message_type, CompletionResult, Headers, HubMessage, Value};
 
@@ -133,9 +133,7 @@ impl ProtocolKind {
 
     /// Looks a handshake protocol name up; case-insensitive like ASP.NET's resolver.
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.name().eq_ignore_ascii_case(name))
+        Self::ALL.into_iter().find(|k| k.name().eq_ignore_ascii_case(name))
     }
 
     /// Transfer format the transport must support for this protocol.
@@ -282,10 +280,7 @@ mod tests {
     #[test]
     fn ping_frame_matches_encoder() {
         for kind in ProtocolKind::ALL {
-            assert_eq!(
-                kind.encode_to_vec(&HubMessage::Ping).unwrap(),
-                kind.ping_frame()
-            );
+            assert_eq!(kind.encode_to_vec(&HubMessage::Ping).unwrap(), kind.ping_frame());
         }
     }
 
@@ -294,14 +289,8 @@ mod tests {
         assert_eq!(ProtocolKind::Json.name(), "json");
         assert_eq!(ProtocolKind::MessagePack.name(), "messagepack");
         assert_eq!(ProtocolKind::Json.transfer_format(), TransferFormat::Text);
-        assert_eq!(
-            ProtocolKind::MessagePack.transfer_format(),
-            TransferFormat::Binary
-        );
-        assert_eq!(
-            ProtocolKind::from_name("MessagePack"),
-            Some(ProtocolKind::MessagePack)
-        );
+        assert_eq!(ProtocolKind::MessagePack.transfer_format(), TransferFormat::Binary);
+        assert_eq!(ProtocolKind::from_name("MessagePack"), Some(ProtocolKind::MessagePack));
         assert_eq!(ProtocolKind::from_name("JSON"), Some(ProtocolKind::Json));
         assert_eq!(ProtocolKind::from_name("xml"), None);
     }
@@ -313,10 +302,7 @@ mod tests {
             e.to_string(),
             "The maximum message size of 32768B was exceeded. The message size can be configured in AddHubOptions."
         );
-        assert_eq!(
-            e.close_error_text(false),
-            "Connection closed with an error."
-        );
+        assert_eq!(e.close_error_text(false), "Connection closed with an error.");
         assert_eq!(
             e.close_error_text(true),
             "Connection closed with an error. InvalidDataException: The maximum message size of 32768B was exceeded. The message size can be configured in AddHubOptions."

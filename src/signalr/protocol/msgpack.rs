@@ -52,13 +52,7 @@ pub fn encode(msg: &HubMessage, out: &mut Vec<u8>) -> Result<(), ProtocolError> 
 /// Appends the message body alone (no length prefix).
 pub fn write_body(msg: &HubMessage, out: &mut Vec<u8>) -> Result<(), ProtocolError> {
     match msg {
-        HubMessage::Invocation {
-            invocation_id,
-            target,
-            arguments,
-            stream_ids,
-            headers,
-        } => {
+        HubMessage::Invocation { invocation_id, target, arguments, stream_ids, headers } => {
             out.extend_from_slice(&[0x96, mt::INVOCATION]);
             write_headers(headers, out)?;
             match invocation_id.as_deref().filter(|id| !id.is_empty()) {
@@ -69,13 +63,7 @@ pub fn write_body(msg: &HubMessage, out: &mut Vec<u8>) -> Result<(), ProtocolErr
             write_array(arguments, out)?;
             write_str_array(stream_ids, out)?;
         }
-        HubMessage::StreamInvocation {
-            invocation_id,
-            target,
-            arguments,
-            stream_ids,
-            headers,
-        } => {
+        HubMessage::StreamInvocation { invocation_id, target, arguments, stream_ids, headers } => {
             out.extend_from_slice(&[0x96, mt::STREAM_INVOCATION]);
             write_headers(headers, out)?;
             write_str(invocation_id, out)?;
@@ -83,26 +71,14 @@ pub fn write_body(msg: &HubMessage, out: &mut Vec<u8>) -> Result<(), ProtocolErr
             write_array(arguments, out)?;
             write_str_array(stream_ids, out)?;
         }
-        HubMessage::StreamItem {
-            invocation_id,
-            item,
-            headers,
-        } => {
+        HubMessage::StreamItem { invocation_id, item, headers } => {
             out.extend_from_slice(&[0x94, mt::STREAM_ITEM]);
             write_headers(headers, out)?;
             write_str(invocation_id, out)?;
             write_value(item, out)?;
         }
-        HubMessage::Completion {
-            invocation_id,
-            result,
-            headers,
-        } => {
-            let len = if matches!(result, CompletionResult::Void) {
-                0x94
-            } else {
-                0x95
-            };
+        HubMessage::Completion { invocation_id, result, headers } => {
+            let len = if matches!(result, CompletionResult::Void) { 0x94 } else { 0x95 };
             out.extend_from_slice(&[len, mt::COMPLETION]);
             write_headers(headers, out)?;
             write_str(invocation_id, out)?;
@@ -118,19 +94,13 @@ pub fn write_body(msg: &HubMessage, out: &mut Vec<u8>) -> Result<(), ProtocolErr
                 }
             }
         }
-        HubMessage::CancelInvocation {
-            invocation_id,
-            headers,
-        } => {
+        HubMessage::CancelInvocation { invocation_id, headers } => {
             out.extend_from_slice(&[0x93, mt::CANCEL_INVOCATION]);
             write_headers(headers, out)?;
             write_str(invocation_id, out)?;
         }
         HubMessage::Ping => out.extend_from_slice(&[0x91, mt::PING]),
-        HubMessage::Close {
-            error,
-            allow_reconnect,
-        } => {
+        HubMessage::Close { error, allow_reconnect } => {
             // Always 3 items; an empty error goes out as nil, as in ASP.NET.
             out.extend_from_slice(&[0x93, mt::CLOSE]);
             match error.as_deref().filter(|e| !e.is_empty()) {
@@ -171,12 +141,7 @@ fn write_str_array(values: &[String], out: &mut Vec<u8>) -> Result<(), ProtocolE
 }
 
 /// Writes a container/str length: fix form below `fix_limit`, else 16- or 32-bit form.
-fn write_len(
-    len: usize,
-    [fix, m16, m32]: [u8; 3],
-    fix_limit: usize,
-    out: &mut Vec<u8>,
-) -> Result<(), ProtocolError> {
+fn write_len(len: usize, [fix, m16, m32]: [u8; 3], fix_limit: usize, out: &mut Vec<u8>) -> Result<(), ProtocolError> {
     if len < fix_limit {
         out.push(fix | len as u8);
     } else if let Ok(l) = u16::try_from(len) {
@@ -186,9 +151,7 @@ fn write_len(
         out.push(m32);
         out.extend_from_slice(&l.to_be_bytes());
     } else {
-        return Err(ProtocolError::Encode(format!(
-            "Cannot encode a MessagePack item of length {len}."
-        )));
+        return Err(ProtocolError::Encode(format!("Cannot encode a MessagePack item of length {len}.")));
     }
     Ok(())
 }
@@ -255,9 +218,7 @@ pub fn write_value(value: &Value, out: &mut Vec<u8>) -> Result<(), ProtocolError
                 out.push(0xcb);
                 out.extend_from_slice(&f.to_be_bytes());
             } else {
-                return Err(ProtocolError::Encode(format!(
-                    "Cannot encode the number {n} as MessagePack."
-                )));
+                return Err(ProtocolError::Encode(format!("Cannot encode the number {n} as MessagePack.")));
             }
         }
         Value::String(s) => write_str(s, out)?,
@@ -373,11 +334,7 @@ pub fn read_value(buf: &[u8]) -> Result<(Value, usize), ProtocolError> {
 }
 
 fn value(r: &mut Reader<'_>, depth: usize, field: &str) -> Result<Value, ProtocolError> {
-    let eof = || {
-        invalid(format!(
-            "Unexpected end of MessagePack data while reading '{field}'."
-        ))
-    };
+    let eof = || invalid(format!("Unexpected end of MessagePack data while reading '{field}'."));
     let b = r.u8().ok_or_else(eof)?;
     match b {
         0x00..=0x7f => Ok(Value::from(b)),
@@ -385,9 +342,7 @@ fn value(r: &mut Reader<'_>, depth: usize, field: &str) -> Result<Value, Protoco
         0x90..=0x9f => array(r, usize::from(b & 0x0f), depth, field),
         0xa0..=0xbf => string(r, usize::from(b & 0x1f), field),
         0xc0 => Ok(Value::Null),
-        0xc1 => Err(invalid(format!(
-            "Invalid MessagePack format code 0xc1 in '{field}'."
-        ))),
+        0xc1 => Err(invalid(format!("Invalid MessagePack format code 0xc1 in '{field}'."))),
         0xc2 => Ok(Value::Bool(false)),
         0xc3 => Ok(Value::Bool(true)),
         0xc4..=0xc6 => {
@@ -399,9 +354,7 @@ fn value(r: &mut Reader<'_>, depth: usize, field: &str) -> Result<Value, Protoco
             .ok_or_else(eof)?;
             // bin has no JSON counterpart: expose it as an array of byte values.
             let bytes = r.bytes(len).ok_or_else(eof)?;
-            Ok(Value::Array(
-                bytes.iter().map(|&x| Value::from(x)).collect(),
-            ))
+            Ok(Value::Array(bytes.iter().map(|&x| Value::from(x)).collect()))
         }
         0xc7..=0xc9 | 0xd4..=0xd8 => {
             let ext_type = match b {
@@ -411,10 +364,7 @@ fn value(r: &mut Reader<'_>, depth: usize, field: &str) -> Result<Value, Protoco
                 _ => r.u8(),
             };
             Err(invalid(match ext_type {
-                Some(t) => format!(
-                    "MessagePack extension type {} in '{field}' is not supported.",
-                    t as i8
-                ),
+                Some(t) => format!("MessagePack extension type {} in '{field}' is not supported.", t as i8),
                 None => format!("MessagePack extension types in '{field}' are not supported."),
             }))
         }
@@ -473,11 +423,8 @@ fn float(f: f64, field: &str) -> Result<Value, ProtocolError> {
 }
 
 fn string(r: &mut Reader<'_>, len: usize, field: &str) -> Result<Value, ProtocolError> {
-    let bytes = r.bytes(len).ok_or_else(|| {
-        invalid(format!(
-            "Unexpected end of MessagePack data while reading '{field}'."
-        ))
-    })?;
+    let bytes =
+        r.bytes(len).ok_or_else(|| invalid(format!("Unexpected end of MessagePack data while reading '{field}'.")))?;
     std::str::from_utf8(bytes)
         .map(|s| Value::String(s.to_owned()))
         .map_err(|_| invalid(format!("Invalid UTF-8 string in '{field}'.")))
@@ -485,19 +432,12 @@ fn string(r: &mut Reader<'_>, len: usize, field: &str) -> Result<Value, Protocol
 
 fn check_depth(depth: usize, field: &str) -> Result<(), ProtocolError> {
     if depth >= MAX_DEPTH {
-        return Err(invalid(format!(
-            "The value in '{field}' is nested deeper than {MAX_DEPTH} levels."
-        )));
+        return Err(invalid(format!("The value in '{field}' is nested deeper than {MAX_DEPTH} levels.")));
     }
     Ok(())
 }
 
-fn array(
-    r: &mut Reader<'_>,
-    len: usize,
-    depth: usize,
-    field: &str,
-) -> Result<Value, ProtocolError> {
+fn array(r: &mut Reader<'_>, len: usize, depth: usize, field: &str) -> Result<Value, ProtocolError> {
     check_depth(depth, field)?;
     // Each element takes at least one byte: never trust a huge announced length.
     let mut items = Vec::with_capacity(len.min(r.remaining()));
@@ -547,9 +487,7 @@ impl<'a> Fields<'a> {
 
     fn next_value(&mut self, field: &str) -> Result<Value, ProtocolError> {
         if self.left == 0 {
-            return Err(invalid(format!(
-                "Unexpected end of MessagePack data while reading '{field}'."
-            )));
+            return Err(invalid(format!("Unexpected end of MessagePack data while reading '{field}'.")));
         }
         self.left -= 1;
         value(&mut self.r, 0, field)
@@ -560,34 +498,24 @@ impl<'a> Fields<'a> {
     }
 
     fn string(&mut self, field: &str) -> Result<Option<&'a str>, ProtocolError> {
-        self.next(
-            |r| r.str_or_nil(),
-            || format!("Reading '{field}' as String failed."),
-        )
+        self.next(|r| r.str_or_nil(), || format!("Reading '{field}' as String failed."))
     }
 
     fn int32(&mut self, field: &str) -> Result<i32, ProtocolError> {
-        self.next(
-            |r| r.int().and_then(|i| i32::try_from(i).ok()),
-            || format!("Reading '{field}' as Int32 failed."),
-        )
+        self.next(|r| r.int().and_then(|i| i32::try_from(i).ok()), || format!("Reading '{field}' as Int32 failed."))
     }
 
     fn headers(&mut self) -> Result<Headers, ProtocolError> {
-        let n = self.next(
-            |r| r.map_len(),
-            || "Reading map length for 'headers' failed.".to_string(),
-        )?;
+        let n = self.next(|r| r.map_len(), || "Reading map length for 'headers' failed.".to_string())?;
         let mut headers = Headers::with_capacity(n.min(self.r.remaining() / 2));
         for i in 0..n {
-            let key = self
+            let key =
+                self.r.str_or_nil().ok_or_else(|| invalid(format!("Reading 'headers[{i}].Key' as String failed.")))?;
+            let key = non_empty(key).ok_or_else(|| invalid("Null or empty key in header."))?;
+            let val = self
                 .r
                 .str_or_nil()
-                .ok_or_else(|| invalid(format!("Reading 'headers[{i}].Key' as String failed.")))?;
-            let key = non_empty(key).ok_or_else(|| invalid("Null or empty key in header."))?;
-            let val = self.r.str_or_nil().ok_or_else(|| {
-                invalid(format!("Reading 'headers[{i}].Value' as String failed."))
-            })?;
+                .ok_or_else(|| invalid(format!("Reading 'headers[{i}].Value' as String failed.")))?;
             let val = non_empty(val).ok_or_else(|| invalid("Null or empty value in header."))?;
             headers.insert(key.to_owned(), val.to_owned());
         }
@@ -597,11 +525,7 @@ impl<'a> Fields<'a> {
     fn invocation_id(&mut self, message: &str) -> Result<String, ProtocolError> {
         non_empty(self.string("invocationId")?)
             .map(str::to_owned)
-            .ok_or_else(|| {
-                invalid(format!(
-                    "Null or empty invocation ID for {message} message."
-                ))
-            })
+            .ok_or_else(|| invalid(format!("Null or empty invocation ID for {message} message.")))
     }
 
     fn target(&mut self, message: &str) -> Result<String, ProtocolError> {
@@ -611,10 +535,7 @@ impl<'a> Fields<'a> {
     }
 
     fn arguments(&mut self) -> Result<Vec<Value>, ProtocolError> {
-        let n = self.next(
-            |r| r.array_len(),
-            || "Reading array length for 'arguments' failed.".to_string(),
-        )?;
+        let n = self.next(|r| r.array_len(), || "Reading array length for 'arguments' failed.".to_string())?;
         let mut args = Vec::with_capacity(n.min(self.r.remaining()));
         for _ in 0..n {
             args.push(value(&mut self.r, 0, "arguments")?);
@@ -627,28 +548,18 @@ impl<'a> Fields<'a> {
         if !self.has_more() {
             return Ok(Vec::new());
         }
-        let n = self.next(
-            |r| r.array_len(),
-            || "Reading array length for 'streamIds' failed.".to_string(),
-        )?;
+        let n = self.next(|r| r.array_len(), || "Reading array length for 'streamIds' failed.".to_string())?;
         let mut ids = Vec::with_capacity(n.min(self.r.remaining()));
         for _ in 0..n {
-            let id = self
-                .r
-                .str_or_nil()
-                .ok_or_else(|| invalid("Reading 'streamIds' as String failed."))?;
-            let id = non_empty(id)
-                .ok_or_else(|| invalid("Null or empty value in streamIds received."))?;
+            let id = self.r.str_or_nil().ok_or_else(|| invalid("Reading 'streamIds' as String failed."))?;
+            let id = non_empty(id).ok_or_else(|| invalid("Null or empty value in streamIds received."))?;
             ids.push(id.to_owned());
         }
         Ok(ids)
     }
 
     fn sequence_id(&mut self) -> Result<u64, ProtocolError> {
-        let i = self.next(
-            |r| r.int(),
-            || "Reading 'sequenceId' as Int64 failed.".to_string(),
-        )?;
+        let i = self.next(|r| r.int(), || "Reading 'sequenceId' as Int64 failed.".to_string())?;
         u64::try_from(i).map_err(|_| invalid("Expected 'sequenceId' to be a non-negative integer."))
     }
 }
@@ -661,9 +572,7 @@ fn non_empty(s: Option<&str>) -> Option<&str> {
 /// type, which the caller must ignore. Items after the ones this version knows are ignored.
 pub fn decode(body: &[u8]) -> Result<Option<HubMessage>, ProtocolError> {
     let mut r = Reader { buf: body, pos: 0 };
-    let count = r
-        .array_len()
-        .ok_or_else(|| invalid("Expected the message to be a MessagePack array."))?;
+    let count = r.array_len().ok_or_else(|| invalid("Expected the message to be a MessagePack array."))?;
     let mut f = Fields { r, left: count };
     let msg_type = f.int32("messageType")?;
     let msg = match u8::try_from(msg_type).unwrap_or(0) {
@@ -711,41 +620,24 @@ pub fn decode(body: &[u8]) -> Result<Option<HubMessage>, ProtocolError> {
                 RESULT_KIND_VALUE => CompletionResult::Value(f.next_value("result")?),
                 _ => return Err(invalid("Invalid invocation result kind.")),
             };
-            HubMessage::Completion {
-                invocation_id,
-                result,
-                headers,
-            }
+            HubMessage::Completion { invocation_id, result, headers }
         }
         mt::CANCEL_INVOCATION => {
             let headers = f.headers()?;
-            HubMessage::CancelInvocation {
-                invocation_id: f.invocation_id("CancelInvocation")?,
-                headers,
-            }
+            HubMessage::CancelInvocation { invocation_id: f.invocation_id("CancelInvocation")?, headers }
         }
         mt::PING => HubMessage::Ping,
         mt::CLOSE => {
             let error = f.string("error")?.map(str::to_owned);
             let allow_reconnect = if f.has_more() {
-                f.next(
-                    |r| r.bool(),
-                    || "Reading 'allowReconnect' as Boolean failed.".into(),
-                )?
+                f.next(|r| r.bool(), || "Reading 'allowReconnect' as Boolean failed.".into())?
             } else {
                 false
             };
-            HubMessage::Close {
-                error,
-                allow_reconnect,
-            }
+            HubMessage::Close { error, allow_reconnect }
         }
-        mt::ACK => HubMessage::Ack {
-            sequence_id: f.sequence_id()?,
-        },
-        mt::SEQUENCE => HubMessage::Sequence {
-            sequence_id: f.sequence_id()?,
-        },
+        mt::ACK => HubMessage::Ack { sequence_id: f.sequence_id()? },
+        mt::SEQUENCE => HubMessage::Sequence { sequence_id: f.sequence_id()? },
         _ => return Ok(None),
     };
     Ok(Some(msg))
@@ -792,40 +684,17 @@ mod tests {
                 HubMessage::stream_invocation("xyz", "method", vec![json!(42)]),
                 cat(&[&[0x96, 0x04, 0x80], &XYZ, &METHOD, &[0x91, 0x2a, 0x90]]),
             ),
-            (
-                HubMessage::stream_item("xyz", json!(42)),
-                cat(&[&[0x94, 0x02, 0x80], &XYZ, &[0x2a]]),
-            ),
-            (
-                HubMessage::completion_error("xyz", "Error"),
-                cat(&[&[0x95, 0x03, 0x80], &XYZ, &[0x01, 0xa5], b"Error"]),
-            ),
-            (
-                HubMessage::completion_void("xyz"),
-                cat(&[&[0x94, 0x03, 0x80], &XYZ, &[0x02]]),
-            ),
-            (
-                HubMessage::completion_result("xyz", json!(42)),
-                cat(&[&[0x95, 0x03, 0x80], &XYZ, &[0x03, 0x2a]]),
-            ),
-            (
-                HubMessage::cancel_invocation("xyz"),
-                cat(&[&[0x93, 0x05, 0x80], &XYZ]),
-            ),
+            (HubMessage::stream_item("xyz", json!(42)), cat(&[&[0x94, 0x02, 0x80], &XYZ, &[0x2a]])),
+            (HubMessage::completion_error("xyz", "Error"), cat(&[&[0x95, 0x03, 0x80], &XYZ, &[0x01, 0xa5], b"Error"])),
+            (HubMessage::completion_void("xyz"), cat(&[&[0x94, 0x03, 0x80], &XYZ, &[0x02]])),
+            (HubMessage::completion_result("xyz", json!(42)), cat(&[&[0x95, 0x03, 0x80], &XYZ, &[0x03, 0x2a]])),
+            (HubMessage::cancel_invocation("xyz"), cat(&[&[0x93, 0x05, 0x80], &XYZ])),
             (HubMessage::Ping, vec![0x91, 0x06]),
-            (
-                HubMessage::close(Some("xyz".into()), true),
-                cat(&[&[0x93, 0x07], &XYZ, &[0xc3]]),
-            ),
+            (HubMessage::close(Some("xyz".into()), true), cat(&[&[0x93, 0x07], &XYZ, &[0xc3]])),
             (
                 HubMessage::invocation_with_id("xyz", "method", vec![json!(42)])
                     .with_headers([("x".to_string(), "y".to_string())].into()),
-                cat(&[
-                    &[0x96, 0x01, 0x81, 0xa1, b'x', 0xa1, b'y'],
-                    &XYZ,
-                    &METHOD,
-                    &[0x91, 0x2a, 0x90],
-                ]),
+                cat(&[&[0x96, 0x01, 0x81, 0xa1, b'x', 0xa1, b'y'], &XYZ, &METHOD, &[0x91, 0x2a, 0x90]]),
             ),
         ];
         for (msg, bytes) in cases {
@@ -837,22 +706,14 @@ mod tests {
     #[test]
     fn spec_examples_decode_only() {
         // Two-item Close from older peers.
-        assert_eq!(
-            dec(&cat(&[&[0x92, 0x07], &XYZ])),
-            Some(HubMessage::close(Some("xyz".into()), false))
-        );
+        assert_eq!(dec(&cat(&[&[0x92, 0x07], &XYZ])), Some(HubMessage::close(Some("xyz".into()), false)));
         // Non-minimal integer encodings are fine ("any unsigned int size is fine").
         assert_eq!(dec(&[0x92, 0x08, 0xcc, 0x24]), Some(HubMessage::ack(36)));
-        assert_eq!(
-            dec(&[0x92, 0x09, 0xcc, 0x13]),
-            Some(HubMessage::sequence(19))
-        );
+        assert_eq!(dec(&[0x92, 0x09, 0xcc, 0x13]), Some(HubMessage::sequence(19)));
         assert_eq!(body(&HubMessage::ack(36)), [0x92, 0x08, 0x24]);
         // Two headers.
         let bytes = cat(&[
-            &[
-                0x96, 0x01, 0x82, 0xa1, b'x', 0xa1, b'y', 0xa1, b'z', 0xa1, b'z',
-            ],
+            &[0x96, 0x01, 0x82, 0xa1, b'x', 0xa1, b'y', 0xa1, b'z', 0xa1, b'z'],
             &XYZ,
             &METHOD,
             &[0x91, 0x2a, 0x90],
@@ -860,10 +721,7 @@ mod tests {
         let headers: Headers = [("x".into(), "y".into()), ("z".into(), "z".into())].into();
         assert_eq!(
             dec(&bytes),
-            Some(
-                HubMessage::invocation_with_id("xyz", "method", vec![json!(42)])
-                    .with_headers(headers)
-            )
+            Some(HubMessage::invocation_with_id("xyz", "method", vec![json!(42)]).with_headers(headers))
         );
         // Five-item invocation (no streamIds).
         assert_eq!(
@@ -880,22 +738,13 @@ mod tests {
         assert_eq!(dec(&[0x93, 0x0a, 0x01, 0x02]), None);
         assert_eq!(dec(&[0x91, 0xff]), None);
         // Close with nil error, and nil error completion (ASP.NET reads it as void).
-        assert_eq!(
-            dec(&[0x93, 0x07, 0xc0, 0xc2]),
-            Some(HubMessage::close(None, false))
-        );
-        assert_eq!(
-            dec(&cat(&[&[0x95, 0x03, 0x80], &XYZ, &[0x01, 0xc0]])),
-            Some(HubMessage::completion_void("xyz"))
-        );
+        assert_eq!(dec(&[0x93, 0x07, 0xc0, 0xc2]), Some(HubMessage::close(None, false)));
+        assert_eq!(dec(&cat(&[&[0x95, 0x03, 0x80], &XYZ, &[0x01, 0xc0]])), Some(HubMessage::completion_void("xyz")));
     }
 
     #[test]
     fn close_with_empty_error_is_nil() {
-        assert_eq!(
-            body(&HubMessage::close(Some(String::new()), false)),
-            [0x93, 0x07, 0xc0, 0xc2]
-        );
+        assert_eq!(body(&HubMessage::close(Some(String::new()), false)), [0x93, 0x07, 0xc0, 0xc2]);
     }
 
     #[test]
@@ -932,14 +781,8 @@ mod tests {
             (json!(65535), vec![0xcd, 0xff, 0xff]),
             (json!(65536), vec![0xce, 0x00, 0x01, 0x00, 0x00]),
             (json!(u32::MAX), vec![0xce, 0xff, 0xff, 0xff, 0xff]),
-            (
-                json!(u64::from(u32::MAX) + 1),
-                vec![0xcf, 0, 0, 0, 1, 0, 0, 0, 0],
-            ),
-            (
-                json!(u64::MAX),
-                vec![0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
-            ),
+            (json!(u64::from(u32::MAX) + 1), vec![0xcf, 0, 0, 0, 1, 0, 0, 0, 0]),
+            (json!(u64::MAX), vec![0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
             (json!(-1), vec![0xff]),
             (json!(-32), vec![0xe0]),
             (json!(-33), vec![0xd0, 0xdf]),
@@ -948,10 +791,7 @@ mod tests {
             (json!(-32768), vec![0xd1, 0x80, 0x00]),
             (json!(-32769), vec![0xd2, 0xff, 0xff, 0x7f, 0xff]),
             (json!(i32::MIN), vec![0xd2, 0x80, 0, 0, 0]),
-            (
-                json!(i64::from(i32::MIN) - 1),
-                vec![0xd3, 0xff, 0xff, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff],
-            ),
+            (json!(i64::from(i32::MIN) - 1), vec![0xd3, 0xff, 0xff, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff]),
             (json!(i64::MIN), vec![0xd3, 0x80, 0, 0, 0, 0, 0, 0, 0]),
             (json!(1.5), vec![0xcb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0]),
             (json!(null), vec![0xc0]),
@@ -963,10 +803,7 @@ mod tests {
         }
         // Signed formats holding non-negative values decode to the same number.
         assert_eq!(read_value(&[0xd0, 0x05]).unwrap().0, json!(5));
-        assert_eq!(
-            read_value(&[0xd3, 0, 0, 0, 0, 0, 0, 0, 9]).unwrap().0,
-            json!(9)
-        );
+        assert_eq!(read_value(&[0xd3, 0, 0, 0, 0, 0, 0, 0, 9]).unwrap().0, json!(9));
     }
 
     #[test]
@@ -986,11 +823,7 @@ mod tests {
         for (n, array_header, map_header) in [
             (15usize, vec![0x9f], vec![0x8f]),
             (16, vec![0xdc, 0x00, 0x10], vec![0xde, 0x00, 0x10]),
-            (
-                65536,
-                vec![0xdd, 0x00, 0x01, 0x00, 0x00],
-                vec![0xdf, 0x00, 0x01, 0x00, 0x00],
-            ),
+            (65536, vec![0xdd, 0x00, 0x01, 0x00, 0x00], vec![0xdf, 0x00, 0x01, 0x00, 0x00]),
         ] {
             let out = round_trip_value(Value::Array(vec![json!(1); n]));
             assert_eq!(&out[..array_header.len()], &array_header[..], "array {n}");
@@ -1004,39 +837,24 @@ mod tests {
     #[test]
     fn value_conversions_and_limits() {
         // float32 widens exactly.
-        assert_eq!(
-            read_value(&[0xca, 0x3f, 0xc0, 0x00, 0x00]).unwrap().0,
-            json!(1.5)
-        );
+        assert_eq!(read_value(&[0xca, 0x3f, 0xc0, 0x00, 0x00]).unwrap().0, json!(1.5));
         // bin becomes an array of bytes.
-        assert_eq!(
-            read_value(&[0xc4, 0x03, 1, 2, 255]).unwrap().0,
-            json!([1, 2, 255])
-        );
+        assert_eq!(read_value(&[0xc4, 0x03, 1, 2, 255]).unwrap().0, json!([1, 2, 255]));
         assert_eq!(read_value(&[0xc5, 0x00, 0x01, 7]).unwrap().0, json!([7]));
         // ext types (e.g. the -1 timestamp .NET uses for DateTime) are refused.
         let err = read_value(&[0xd6, 0xff, 0, 0, 0, 0]).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "MessagePack extension type -1 in 'value' is not supported."
-        );
+        assert_eq!(err.to_string(), "MessagePack extension type -1 in 'value' is not supported.");
         assert!(read_value(&[0xc7, 0x01, 0x05, 0x00]).is_err());
         // Non-string keys.
         let err = read_value(&[0x81, 0x01, 0x02]).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "MessagePack map keys must be strings, found Number in 'value'."
-        );
+        assert_eq!(err.to_string(), "MessagePack map keys must be strings, found Number in 'value'.");
         // NaN.
         let mut nan = vec![0xcb];
         nan.extend_from_slice(&f64::NAN.to_be_bytes());
         assert!(read_value(&nan).is_err());
         // Reserved code, bad UTF-8, truncation.
         assert!(read_value(&[0xc1]).is_err());
-        assert_eq!(
-            read_value(&[0xa2, 0xff, 0xfe]).unwrap_err().to_string(),
-            "Invalid UTF-8 string in 'value'."
-        );
+        assert_eq!(read_value(&[0xa2, 0xff, 0xfe]).unwrap_err().to_string(), "Invalid UTF-8 string in 'value'.");
         assert_eq!(
             read_value(&[0x92, 0x01]).unwrap_err().to_string(),
             "Unexpected end of MessagePack data while reading 'value'."
@@ -1045,10 +863,7 @@ mod tests {
         // Depth limit.
         let mut deep = vec![0x91; MAX_DEPTH + 1];
         deep.push(0xc0);
-        assert!(read_value(&deep)
-            .unwrap_err()
-            .to_string()
-            .contains("nested deeper"));
+        assert!(read_value(&deep).unwrap_err().to_string().contains("nested deeper"));
         let mut ok = vec![0x91; MAX_DEPTH];
         ok.push(0xc0);
         assert!(read_value(&ok).is_ok());
@@ -1057,56 +872,23 @@ mod tests {
     #[test]
     fn error_texts() {
         let cases: Vec<(Vec<u8>, &str)> = vec![
-            (
-                vec![0x06],
-                "Expected the message to be a MessagePack array.",
-            ),
+            (vec![0x06], "Expected the message to be a MessagePack array."),
             (vec![], "Expected the message to be a MessagePack array."),
             (vec![0x90], "Reading 'messageType' as Int32 failed."),
-            (
-                vec![0x91, 0xa1, b'1'],
-                "Reading 'messageType' as Int32 failed.",
-            ),
-            (
-                vec![0x91, 0xce, 0xff, 0xff, 0xff, 0xff],
-                "Reading 'messageType' as Int32 failed.",
-            ),
-            (
-                cat(&[&[0x96, 0x01, 0x80, 0xc0, 0xc0, 0x90, 0x90]]),
-                "Null or empty target for Invocation message.",
-            ),
-            (
-                cat(&[&[0x96, 0x01, 0x80, 0xc0, 0x05, 0x90, 0x90]]),
-                "Reading 'target' as String failed.",
-            ),
-            (
-                cat(&[&[0x96, 0x01, 0x90]]),
-                "Reading map length for 'headers' failed.",
-            ),
-            (
-                cat(&[&[0x96, 0x01, 0x81, 0xc0, 0xa1, b'v']]),
-                "Null or empty key in header.",
-            ),
-            (
-                cat(&[&[0x96, 0x01, 0x81, 0xa1, b'k', 0xa0]]),
-                "Null or empty value in header.",
-            ),
-            (
-                cat(&[&[0x96, 0x01, 0x81, 0xa1, b'k', 0x01]]),
-                "Reading 'headers[0].Value' as String failed.",
-            ),
-            (
-                cat(&[&[0x96, 0x01, 0x80, 0xc0], &METHOD, &[0x80]]),
-                "Reading array length for 'arguments' failed.",
-            ),
+            (vec![0x91, 0xa1, b'1'], "Reading 'messageType' as Int32 failed."),
+            (vec![0x91, 0xce, 0xff, 0xff, 0xff, 0xff], "Reading 'messageType' as Int32 failed."),
+            (cat(&[&[0x96, 0x01, 0x80, 0xc0, 0xc0, 0x90, 0x90]]), "Null or empty target for Invocation message."),
+            (cat(&[&[0x96, 0x01, 0x80, 0xc0, 0x05, 0x90, 0x90]]), "Reading 'target' as String failed."),
+            (cat(&[&[0x96, 0x01, 0x90]]), "Reading map length for 'headers' failed."),
+            (cat(&[&[0x96, 0x01, 0x81, 0xc0, 0xa1, b'v']]), "Null or empty key in header."),
+            (cat(&[&[0x96, 0x01, 0x81, 0xa1, b'k', 0xa0]]), "Null or empty value in header."),
+            (cat(&[&[0x96, 0x01, 0x81, 0xa1, b'k', 0x01]]), "Reading 'headers[0].Value' as String failed."),
+            (cat(&[&[0x96, 0x01, 0x80, 0xc0], &METHOD, &[0x80]]), "Reading array length for 'arguments' failed."),
             (
                 cat(&[&[0x96, 0x01, 0x80, 0xc0], &METHOD, &[0x90, 0x91, 0xc0]]),
                 "Null or empty value in streamIds received.",
             ),
-            (
-                cat(&[&[0x96, 0x01, 0x80, 0xc0], &METHOD, &[0x90, 0x80]]),
-                "Reading array length for 'streamIds' failed.",
-            ),
+            (cat(&[&[0x96, 0x01, 0x80, 0xc0], &METHOD, &[0x90, 0x80]]), "Reading array length for 'streamIds' failed."),
             (
                 cat(&[&[0x96, 0x04, 0x80, 0xc0], &METHOD, &[0x90, 0x90]]),
                 "Null or empty invocation ID for StreamInvocation message.",
@@ -1115,60 +897,20 @@ mod tests {
                 cat(&[&[0x96, 0x04, 0x80], &XYZ, &[0xa0, 0x90, 0x90]]),
                 "Null or empty target for StreamInvocation message.",
             ),
+            (cat(&[&[0x94, 0x02, 0x80, 0xa0, 0x01]]), "Null or empty invocation ID for StreamItem message."),
+            (cat(&[&[0x93, 0x02, 0x80], &XYZ]), "Unexpected end of MessagePack data while reading 'item'."),
+            (cat(&[&[0x94, 0x03, 0x80], &XYZ, &[0x04]]), "Invalid invocation result kind."),
+            (cat(&[&[0x94, 0x03, 0x80], &XYZ, &[0xc0]]), "Reading 'resultKind' as Int32 failed."),
+            (cat(&[&[0x94, 0x03, 0x80], &XYZ, &[0x03]]), "Unexpected end of MessagePack data while reading 'result'."),
+            (cat(&[&[0x93, 0x03, 0x80, 0xc0]]), "Null or empty invocation ID for Completion message."),
+            (cat(&[&[0x93, 0x05, 0x80, 0xc0]]), "Null or empty invocation ID for CancelInvocation message."),
+            (cat(&[&[0x93, 0x07, 0xc0, 0x01]]), "Reading 'allowReconnect' as Boolean failed."),
+            (cat(&[&[0x92, 0x07, 0x01]]), "Reading 'error' as String failed."),
+            (cat(&[&[0x91, 0x08]]), "Reading 'sequenceId' as Int64 failed."),
+            (cat(&[&[0x92, 0x09, 0xa1, b'1']]), "Reading 'sequenceId' as Int64 failed."),
+            (cat(&[&[0x92, 0x08, 0xff]]), "Expected 'sequenceId' to be a non-negative integer."),
             (
-                cat(&[&[0x94, 0x02, 0x80, 0xa0, 0x01]]),
-                "Null or empty invocation ID for StreamItem message.",
-            ),
-            (
-                cat(&[&[0x93, 0x02, 0x80], &XYZ]),
-                "Unexpected end of MessagePack data while reading 'item'.",
-            ),
-            (
-                cat(&[&[0x94, 0x03, 0x80], &XYZ, &[0x04]]),
-                "Invalid invocation result kind.",
-            ),
-            (
-                cat(&[&[0x94, 0x03, 0x80], &XYZ, &[0xc0]]),
-                "Reading 'resultKind' as Int32 failed.",
-            ),
-            (
-                cat(&[&[0x94, 0x03, 0x80], &XYZ, &[0x03]]),
-                "Unexpected end of MessagePack data while reading 'result'.",
-            ),
-            (
-                cat(&[&[0x93, 0x03, 0x80, 0xc0]]),
-                "Null or empty invocation ID for Completion message.",
-            ),
-            (
-                cat(&[&[0x93, 0x05, 0x80, 0xc0]]),
-                "Null or empty invocation ID for CancelInvocation message.",
-            ),
-            (
-                cat(&[&[0x93, 0x07, 0xc0, 0x01]]),
-                "Reading 'allowReconnect' as Boolean failed.",
-            ),
-            (
-                cat(&[&[0x92, 0x07, 0x01]]),
-                "Reading 'error' as String failed.",
-            ),
-            (
-                cat(&[&[0x91, 0x08]]),
-                "Reading 'sequenceId' as Int64 failed.",
-            ),
-            (
-                cat(&[&[0x92, 0x09, 0xa1, b'1']]),
-                "Reading 'sequenceId' as Int64 failed.",
-            ),
-            (
-                cat(&[&[0x92, 0x08, 0xff]]),
-                "Expected 'sequenceId' to be a non-negative integer.",
-            ),
-            (
-                cat(&[
-                    &[0x96, 0x01, 0x80, 0xc0],
-                    &METHOD,
-                    &[0x91, 0xd4, 0x01, 0x00, 0x90],
-                ]),
+                cat(&[&[0x96, 0x01, 0x80, 0xc0], &METHOD, &[0x91, 0xd4, 0x01, 0x00, 0x90]]),
                 "MessagePack extension type 1 in 'arguments' is not supported.",
             ),
         ];
