@@ -123,6 +123,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             .configure(move |cfg| routes(cfg, &app_state, conformance.as_ref()))
     })
     .workers(workers)
+    // A client that closes its side has gone (as Kestrel sees it): without this, a Server-Sent Events
+    // response whose client sent FIN stays open until the next write fails, keeping the connection alive.
+    .h1_allow_half_closed(false)
     .shutdown_timeout(30)
     .bind(addr)
     .map_err(|error| StartError::Bind { addr, error })?;
