@@ -488,6 +488,8 @@ async fn delete(req: HttpRequest, ep: web::Data<HubEndpoint>) -> HttpResponse {
             addr.do_send(TransportClosed { clean: true });
             HttpResponse::Accepted().finish()
         }
+        // The connection is ending (e.g. the client's Close message arrived just before): it is gone.
+        Err(_) => HttpResponse::NotFound().body("No Connection with that ID"),
         _ => HttpResponse::BadRequest().body("Cannot terminate this connection using the DELETE endpoint."),
     }
 }
