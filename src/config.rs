@@ -157,6 +157,7 @@ pub struct DatabaseConfig {
 pub struct RedisConfig {
     pub url: String,
     pub pool_size: usize,
+    pub key_prefix: String,
     pub timeout_ms: u64,
 }
 
@@ -190,8 +191,16 @@ impl fmt::Debug for RedisConfig {
         f.debug_struct("RedisConfig")
             .field("url", &redact_url(&self.url))
             .field("pool_size", &self.pool_size)
+            .field("key_prefix", &self.key_prefix)
             .field("timeout_ms", &self.timeout_ms)
             .finish()
+    }
+}
+
+impl RedisConfig {
+    /// A Redis key or stream name in this deployment's namespace.
+    pub fn key(&self, name: &str) -> String {
+        format!("{}:{name}", self.key_prefix)
     }
 }
 

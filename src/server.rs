@@ -131,7 +131,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let mut state = prepare(config).await?;
     let conformance = if state.config.signalr.conformance { ConformanceJwt::new() } else { None };
     state.hubs = hubs(&state, conformance.as_ref());
-    let redis_updates = state.redis.clone().map(|pool| (pool, state.config.generation.updates_stream.clone()));
+    let redis_updates =
+        state.redis.clone().map(|pool| (pool, state.config.redis.key(&state.config.generation.updates_stream)));
     let progress = actix::Actor::start(TaskProgress::new(redis_updates));
     for hub in &state.hubs {
         for kind in [TaskKind::Image, TaskKind::Video] {

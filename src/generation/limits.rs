@@ -71,7 +71,8 @@ impl Handler<Hit> for LocalCounters {
 async fn hit(state: &AppState, key: i64, window: Window, now_secs: i64) -> Result<u32, ApiError> {
     let slot = now_secs.div_euclid(window.seconds());
     if let Some(pool) = &state.redis {
-        let name = format!("switchyard:rl:{key}:{}:{slot}", if window == Window::Minute { "m" } else { "d" });
+        let name =
+            state.config.redis.key(&format!("rl:{key}:{}:{slot}", if window == Window::Minute { "m" } else { "d" }));
         let mut conn = pool.get().await.map_err(|e| {
             crate::ops::metrics::REDIS_ERRORS.inc();
             ApiError::Unavailable(format!("Rate limit store unavailable: {e}"))

@@ -115,7 +115,7 @@ async fn create(
     if simulated::handles(&model) && state.config.generation.simulated_provider {
         simulated::spawn(state.clone(), kind, row.id.clone(), model.clone(), base.clone(), n);
     } else if let Some(pool) = &state.redis {
-        enqueue_for_workers(pool, &state.config.generation.jobs_stream, &row, &stored).await?;
+        enqueue_for_workers(pool, &state.config.redis.key(&state.config.generation.jobs_stream), &row, &stored).await?;
     } else {
         tracing::warn!(task = %row.id, %model, "no provider runs this model on this node; it stays queued until a worker reports");
     }

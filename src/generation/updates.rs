@@ -122,7 +122,7 @@ pub async fn apply(state: &AppState, task_id: &str, update: TaskUpdate) -> Resul
 /// local TaskProgress actor. If Redis fails, this node still delivers to its own connections.
 pub async fn publish(state: &AppState, event: TaskEvent) {
     if let Some(pool) = &state.redis {
-        match xadd(pool, &state.config.generation.updates_stream, &event).await {
+        match xadd(pool, &state.config.redis.key(&state.config.generation.updates_stream), &event).await {
             Ok(()) => return,
             Err(e) => {
                 crate::ops::metrics::REDIS_ERRORS.inc();
