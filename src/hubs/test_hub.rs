@@ -51,6 +51,9 @@ impl Hub for TestHub {
     }
 
     fn invoke(self: Arc<Self>, mut call: Call) -> LocalBoxFuture<'static, Result<HubReply, HubError>> {
+        // ASP.NET runs the method body when the StreamInvocation arrives, so its cancellation callback is
+        // registered even if the CancelInvocation follows at once (before this future is ever polled).
+        let cancel_notice = (call.method == "InfiniteStream").then(|| CancelNotice(call.ctx.clone()));
         Box::pin(async move {
             let ctx = call.ctx.clone();
             match call.method {
@@ -71,7 +74,7 @@ impl Hub for TestHub {
                 }
                 "Stream" => Ok(HubReply::Stream(stream::iter(["a", "b", "c"].map(|s| Ok(json!(s)))).boxed_local())),
                 "InfiniteStream" => {
-                    let notice = CancelNotice(ctx);
+                    let notice = cancel_notice;
                     Ok(HubReply::Stream(
                         stream::pending::<Result<Value, HubError>>()
                             .map(move |item| {
