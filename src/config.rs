@@ -81,6 +81,7 @@ pub struct GenerationConfig {
     pub worker_token: String,
     pub updates_stream: String,
     pub jobs_stream: String,
+    pub events_stream: String,
 }
 
 impl fmt::Debug for GenerationConfig {

@@ -144,6 +144,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     state.progress = Some(progress);
     let state = web::Data::new(state);
     actix_web::rt::spawn(crate::virtual_keys::watch_expiry(state.clone()));
+    if state.redis.is_some() {
+        let stream = state.config.redis.key(&state.config.generation.events_stream);
+        actix_web::rt::spawn(crate::generation::intake::run(state.clone(), stream));
+    }
     let server = HttpServer::new(move || {
         let app_state = state.clone();
         let conformance = conformance.clone();

@@ -321,3 +321,66 @@ async fn concurrent_spend_is_added_atomically() {
         client.get(srv.url(&format!("/api/virtualkeys/{key_id}"))).bearer_auth(MASTER_KEY).send().await.unwrap();
     assert_eq!(json_body(&mut res).await["currentSpend"], 5.0);
 }
+
+#[actix_rt::test]
+async fn with_redis_jobs_go_to_the_jobs_stream_and_workers_report_through_the_events_stream() {
+    use deadpool_redis::redis;
+    let srv = TestServer::start_with(Options { redis: true, ..Options::default() }).await;
+    let (key, _) = create_key(&srv, json!({"keyName": "streams"})).await;
+    let (_, created, _) =
+        start_job(&srv, &key, "images", json!({"model": "external-model", "prompt": "a fox", "style": "ink"})).await;
+    let id = created["taskId"].as_str().unwrap().to_string();
+
+    let pool = switchyard::redis_pool::connect(&srv.config.redis).unwrap().unwrap();
+    let mut conn = pool.get().await.unwrap();
+    let jobs: redis::streams::StreamRangeReply =
+        redis::cmd("XRANGE").arg(srv.config.redis.key("jobs")).arg("-").arg("+").query_async(&mut conn).await.unwrap();
+    assert_eq!(jobs.ids.len(), 1, "the new job is queued for external workers");
+    let job = &jobs.ids[0];
+    assert_eq!(job.get::<String>("taskId").as_deref(), Some(id.as_str()));
+    assert_eq!(job.get::<String>("model").as_deref(), Some("external-model"));
+    let request: Value = serde_json::from_str(&job.get::<String>("request").unwrap()).unwrap();
+    assert_eq!(request["style"], "ink", "extra request fields reach the worker");
+
+    let events = srv.config.redis.key("task-events");
+    let _: String = redis::cmd("XADD")
+        .arg(&events)
+        .arg("*")
+        .arg("taskId")
+        .arg(&id)
+        .arg("type")
+        .arg("progress")
+        .arg("progress")
+        .arg("55")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let body = {
+        let mut last = Value::Null;
+        for _ in 0..50 {
+            let (_, b) = status(&srv, &key, "images", &id).await;
+            if b["progress"] == 55 {
+                last = b;
+                break;
+            }
+            actix_rt::time::sleep(Duration::from_millis(100)).await;
+        }
+        last
+    };
+    assert_eq!(body["status"], "processing", "the worker's event was stored");
+    let result = json!({"imageUrl": "https://cdn.example/fox.png", "images": [{"url": "https://cdn.example/fox.png"}]});
+    let _: String = redis::cmd("XADD")
+        .arg(&events)
+        .arg("*")
+        .arg("taskId")
+        .arg(&id)
+        .arg("type")
+        .arg("completed")
+        .arg("result")
+        .arg(result.to_string())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let done = wait_status(&srv, &key, "images", &id, "completed").await;
+    assert_eq!(done["result"], result);
+}

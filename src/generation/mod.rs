@@ -2,6 +2,7 @@
 //! TaskProgress actor only to the owner's subscribed connections), rate limits, and the built-in
 //! simulated provider.
 
+pub mod intake;
 pub mod limits;
 pub mod media;
 pub mod progress;

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::limits::{check_rate, model_allowed};
-use super::updates::{self, TaskUpdate, UpdateKind};
+use super::updates::{self, TaskUpdate, UpdateKind, WorkerReport};
 use super::{simulated, TaskKind};
 use crate::auth::credentials;
 use crate::auth::master_key::{check_master_key, presented_master_key};
@@ -217,19 +217,6 @@ async fn cancel(
     Ok(HttpResponse::Ok().json(status_body(kind, &cancelled)))
 }
 
-/// What a worker reports.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WorkerEvent {
-    #[serde(rename = "type")]
-    kind: String,
-    progress: Option<i32>,
-    message: Option<String>,
-    result: Option<Value>,
-    error: Option<String>,
-    cost: Option<f64>,
-}
-
 /// Admits the master key, or the configured worker token (`X-Worker-Token` or `Authorization: Bearer`).
 fn check_worker(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
     let token = &state.config.generation.worker_token;
@@ -250,29 +237,12 @@ async fn worker_event(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     check_worker(&state, &req)?;
-    let event: WorkerEvent = parse_json(&body)?;
-    let kind = match event.kind.as_str() {
-        "progress" => UpdateKind::Progress(event.progress.filter(|p| (0..=100).contains(p)).ok_or_else(|| {
-            ApiError::InvalidRequest("progress events need an integer progress from 0 to 100".into())
-        })?),
-        "processing" => UpdateKind::Processing,
-        "completed" => UpdateKind::Completed {
-            result: event.result.unwrap_or(Value::Null),
-            cost: event.cost.filter(|c| c.is_finite() && *c >= 0.0),
-        },
-        "failed" => UpdateKind::Failed(event.error.unwrap_or_else(|| "Generation failed".into())),
-        "cancelled" => UpdateKind::Cancelled,
-        "timedout" => UpdateKind::TimedOut,
-        other => {
-            return Err(ApiError::InvalidRequest(format!(
-                "Unknown event type '{other}'; expected progress, processing, completed, failed, cancelled or timedout"
-            )))
-        }
-    };
+    let report: WorkerReport = parse_json(&body)?;
+    let update = report.into_update().map_err(ApiError::InvalidRequest)?;
     if uuid::Uuid::parse_str(&id).is_err() {
         return Err(ApiError::NotFound("Task not found".into()));
     }
-    match updates::apply(&state, &id, TaskUpdate { kind, message: event.message }).await? {
+    match updates::apply(&state, &id, update).await? {
         Some(row) => {
             let kind = TaskKind::parse(&row.kind).unwrap_or(TaskKind::Image);
             Ok(HttpResponse::Ok().json(status_body(kind, &row)))

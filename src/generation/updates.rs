@@ -28,6 +28,44 @@ pub struct TaskUpdate {
     pub message: Option<String>,
 }
 
+/// What a worker reports, over REST (`POST /api/tasks/{id}/events`) or the Redis events stream.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerReport {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub progress: Option<i32>,
+    pub message: Option<String>,
+    pub result: Option<Value>,
+    pub error: Option<String>,
+    pub cost: Option<f64>,
+}
+
+impl WorkerReport {
+    /// The update it asks for; the error text says what is wrong with it.
+    pub fn into_update(self) -> Result<TaskUpdate, String> {
+        let kind = match self.kind.as_str() {
+            "progress" => UpdateKind::Progress(
+                self.progress
+                    .filter(|p| (0..=100).contains(p))
+                    .ok_or("progress events need an integer progress from 0 to 100")?,
+            ),
+            "processing" => UpdateKind::Processing,
+            "completed" => UpdateKind::Completed {
+                result: self.result.unwrap_or(Value::Null),
+                cost: self.cost.filter(|c| c.is_finite() && *c >= 0.0),
+            },
+            "failed" => UpdateKind::Failed(self.error.unwrap_or_else(|| "Generation failed".into())),
+            "cancelled" => UpdateKind::Cancelled,
+            "timedout" => UpdateKind::TimedOut,
+            other => return Err(format!(
+                "Unknown event type '{other}'; expected progress, processing, completed, failed, cancelled or timedout"
+            )),
+        };
+        Ok(TaskUpdate { kind, message: self.message })
+    }
+}
+
 /// The published form of a task's state: what subscribers are told.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
