@@ -63,6 +63,36 @@ pub struct Config {
     pub jwt: crate::auth::jwt::JwtSettings,
     pub signalr: SignalrConfig,
     pub cors: CorsConfig,
+    pub generation: GenerationConfig,
+}
+
+/// `[generation]`: jobs, the simulated provider and connection limits of the generation hubs.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenerationConfig {
+    pub simulated_provider: bool,
+    pub simulated_duration_ms: u64,
+    pub simulated_steps: u32,
+    pub simulated_cost: f64,
+    pub default_max_connections: usize,
+    pub connect_burst: usize,
+    pub connect_window_seconds: u64,
+    pub connect_cooldown_seconds: u64,
+    pub worker_token: String,
+    pub updates_stream: String,
+    pub jobs_stream: String,
+    pub events_stream: String,
+}
+
+impl fmt::Debug for GenerationConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GenerationConfig")
+            .field("simulated_provider", &self.simulated_provider)
+            .field("simulated_duration_ms", &self.simulated_duration_ms)
+            .field("default_max_connections", &self.default_max_connections)
+            .field("worker_token", &if self.worker_token.is_empty() { "<unset>" } else { "<redacted>" })
+            .finish_non_exhaustive()
+    }
 }
 
 /// `[signalr]`: hub limits and the conformance profile.
@@ -128,6 +158,7 @@ pub struct DatabaseConfig {
 pub struct RedisConfig {
     pub url: String,
     pub pool_size: usize,
+    pub key_prefix: String,
     pub timeout_ms: u64,
 }
 
@@ -161,8 +192,16 @@ impl fmt::Debug for RedisConfig {
         f.debug_struct("RedisConfig")
             .field("url", &redact_url(&self.url))
             .field("pool_size", &self.pool_size)
+            .field("key_prefix", &self.key_prefix)
             .field("timeout_ms", &self.timeout_ms)
             .finish()
+    }
+}
+
+impl RedisConfig {
+    /// A Redis key or stream name in this deployment's namespace.
+    pub fn key(&self, name: &str) -> String {
+        format!("{}:{name}", self.key_prefix)
     }
 }
 
@@ -301,6 +340,12 @@ impl Config {
         }
         if s.max_outgoing_queue == 0 || s.handshake_timeout_seconds == 0 {
             return Err(ConfigError::invalid(named("signalr.max_outgoing_queue"), "limits must be at least 1"));
+        }
+        if self.generation.simulated_steps == 0 {
+            return Err(ConfigError::invalid(named("generation.simulated_steps"), "must be at least 1"));
+        }
+        if !self.generation.simulated_cost.is_finite() || self.generation.simulated_cost < 0.0 {
+            return Err(ConfigError::invalid(named("generation.simulated_cost"), "must be zero or more"));
         }
         if self.redis.pool_size == 0 {
             return Err(ConfigError::invalid(named("redis.pool_size"), "must be at least 1"));

@@ -3,17 +3,20 @@
 //! (a disabled key loses its live connections within a second). The [`ConnectionGroups`] directory
 //! routes to them and stops a group's actor when its last connection leaves.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
 use crate::signalr::connection::CloseConnection;
 
-/// Refusal of a connection beyond the principal's cap.
+/// Why a principal may not open another connection.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("Connection limit reached: at most {limit} concurrent connections are allowed for this key")]
-pub struct CapReached {
-    pub limit: usize,
+pub enum CapReached {
+    #[error("Connection limit reached: at most {limit} concurrent connections are allowed for this key")]
+    Limit { limit: usize },
+    #[error("Too many connection attempts; try again in {seconds} seconds")]
+    CoolingDown { seconds: u64 },
 }
 
 /// One principal's connections.
@@ -42,7 +45,7 @@ impl Handler<Join> for ConnectionGroupActor {
     fn handle(&mut self, msg: Join, _: &mut Self::Context) -> Self::Result {
         if let Some(limit) = msg.cap {
             if self.members.len() >= limit {
-                return Err(CapReached { limit });
+                return Err(CapReached::Limit { limit });
             }
         }
         self.members.insert(msg.connection_id, (msg.hub, msg.closer));
@@ -103,10 +106,61 @@ impl Handler<CountByHub> for ConnectionGroupActor {
     }
 }
 
-/// The directory of principal groups.
-#[derive(Default)]
+/// The directory of principal groups. It also refuses, for a cool-down, a principal that opens
+/// connections abusively fast (more than `burst` within `window`).
 pub struct ConnectionGroups {
     groups: HashMap<String, (Addr<ConnectionGroupActor>, usize)>,
+    recent: HashMap<String, VecDeque<Instant>>,
+    cooling: HashMap<String, Instant>,
+    burst: usize,
+    window: Duration,
+    cooldown: Duration,
+}
+
+impl ConnectionGroups {
+    /// `burst` = 0 turns the cool-down off.
+    pub fn new(burst: usize, window: Duration, cooldown: Duration) -> Self {
+        ConnectionGroups {
+            groups: HashMap::new(),
+            recent: HashMap::new(),
+            cooling: HashMap::new(),
+            burst,
+            window,
+            cooldown,
+        }
+    }
+
+    /// Records a connection attempt; `Err` while the principal is cooling down.
+    fn admit(&mut self, key: &str) -> Result<(), CapReached> {
+        if self.burst == 0 {
+            return Ok(());
+        }
+        let now = Instant::now();
+        if let Some(until) = self.cooling.get(key) {
+            if *until > now {
+                return Err(CapReached::CoolingDown { seconds: (*until - now).as_secs().max(1) });
+            }
+            self.cooling.remove(key);
+        }
+        let attempts = self.recent.entry(key.to_string()).or_default();
+        while attempts.front().is_some_and(|t| now.duration_since(*t) > self.window) {
+            attempts.pop_front();
+        }
+        attempts.push_back(now);
+        if attempts.len() > self.burst {
+            attempts.clear();
+            self.cooling.insert(key.to_string(), now + self.cooldown);
+            tracing::warn!(principal = %key, "connection attempts too fast; cooling down");
+            return Err(CapReached::CoolingDown { seconds: self.cooldown.as_secs().max(1) });
+        }
+        Ok(())
+    }
+}
+
+impl Default for ConnectionGroups {
+    fn default() -> Self {
+        ConnectionGroups::new(0, Duration::from_secs(10), Duration::from_secs(30))
+    }
 }
 
 impl Actor for ConnectionGroups {
@@ -115,8 +169,17 @@ impl Actor for ConnectionGroups {
 
 impl Handler<Join> for ConnectionGroups {
     type Result = ResponseActFuture<Self, Result<usize, CapReached>>;
-    fn handle(&mut self, msg: Join, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: Join, ctx: &mut Self::Context) -> Self::Result {
         let key = msg.key.clone();
+        if let Err(refusal) = self.admit(&key) {
+            return Box::pin(actix::fut::ready(Err(refusal)));
+        }
+        if self.recent.len() > 10_000 {
+            // Forget idle principals so the table cannot grow without bound.
+            let window = self.window;
+            self.recent.retain(|_, a| a.back().is_some_and(|t| t.elapsed() <= window));
+        }
+        let _ = ctx;
         let addr = self
             .groups
             .entry(key.clone())
@@ -125,7 +188,7 @@ impl Handler<Join> for ConnectionGroups {
             .clone();
         let group = addr.clone();
         Box::pin(addr.send(msg).into_actor(self).map(move |result, act, _| {
-            let result = result.unwrap_or(Err(CapReached { limit: 0 }));
+            let result = result.unwrap_or(Err(CapReached::Limit { limit: 0 }));
             match result {
                 // Re-insert if a concurrent Leave emptied the entry meanwhile: the actor still holds us.
                 Ok(n) => act.groups.entry(key).or_insert_with(|| (group, n)).1 = n,

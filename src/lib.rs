@@ -6,6 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod generation;
 pub mod groups;
 pub mod hubs;
 pub mod logging;

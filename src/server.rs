@@ -10,6 +10,8 @@ use actix_web::{web, App, HttpServer};
 
 use crate::config::Config;
 use crate::db::{self, Database, DatabaseKind};
+use crate::generation::progress::{RegisterHub, TaskProgress};
+use crate::generation::TaskKind;
 use crate::hubs::conformance::ConformanceJwt;
 use crate::ops;
 use crate::signalr::{Anonymous, HubEndpoint, TransportKind};
@@ -52,14 +54,30 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
     if config.admin.master_key.is_empty() {
         tracing::warn!("{}", crate::auth::master_key::NO_MASTER_KEY);
     }
-    let groups = actix::Actor::start(crate::groups::ConnectionGroups::default());
-    Ok(AppState { config: Arc::new(config), db, redis, started_at: Instant::now(), groups, hubs: Vec::new() })
+    let g = &config.generation;
+    let groups = actix::Actor::start(crate::groups::ConnectionGroups::new(
+        g.connect_burst,
+        std::time::Duration::from_secs(g.connect_window_seconds),
+        std::time::Duration::from_secs(g.connect_cooldown_seconds),
+    ));
+    let limits = actix::Actor::start(crate::generation::limits::LocalCounters::default());
+    Ok(AppState {
+        config: Arc::new(config),
+        db,
+        redis,
+        started_at: Instant::now(),
+        groups,
+        hubs: Vec::new(),
+        progress: None,
+        limits,
+    })
 }
 
 /// Registers every route of the application.
 pub fn routes(cfg: &mut web::ServiceConfig, state: &AppState, conformance: Option<&ConformanceJwt>) {
     ops::health::configure(cfg);
     crate::admin::configure(cfg);
+    crate::generation::configure(cfg);
     for hub in &state.hubs {
         hub.configure(cfg);
     }
@@ -72,6 +90,16 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: &AppState, conformance: Optio
 pub fn hubs(state: &AppState, conformance: Option<&ConformanceJwt>) -> Vec<HubEndpoint> {
     let config = &state.config;
     let mut hubs = Vec::new();
+    let key_auth = Arc::new(crate::auth::virtual_key::VirtualKeyHubAuth {
+        db: state.db.clone(),
+        default_max_connections: config.generation.default_max_connections,
+    });
+    let options = config.signalr.hub_options();
+    let image: Arc<dyn crate::signalr::Hub> = Arc::new(crate::hubs::image_generation::hub(state.db.clone()));
+    let video: Arc<dyn crate::signalr::Hub> = Arc::new(crate::hubs::video_generation::hub(state.db.clone()));
+    for (kind, hub) in [(TaskKind::Image, image), (TaskKind::Video, video)] {
+        hubs.push(HubEndpoint::new(kind.hub_path(), hub, options.clone(), key_auth.clone(), state.groups.clone()));
+    }
     if let Some(jwt) = conformance {
         tracing::warn!("signalr.conformance is on: test hubs are exposed with detailed errors");
         let mut options = config.signalr.hub_options();
@@ -103,7 +131,23 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let mut state = prepare(config).await?;
     let conformance = if state.config.signalr.conformance { ConformanceJwt::new() } else { None };
     state.hubs = hubs(&state, conformance.as_ref());
+    let redis_updates =
+        state.redis.clone().map(|pool| (pool, state.config.redis.key(&state.config.generation.updates_stream)));
+    let progress = actix::Actor::start(TaskProgress::new(redis_updates));
+    for hub in &state.hubs {
+        for kind in [TaskKind::Image, TaskKind::Video] {
+            if hub.path == kind.hub_path() {
+                progress.do_send(RegisterHub(kind, hub.addr.clone()));
+            }
+        }
+    }
+    state.progress = Some(progress);
     let state = web::Data::new(state);
+    actix_web::rt::spawn(crate::virtual_keys::watch_expiry(state.clone()));
+    if state.redis.is_some() {
+        let stream = state.config.redis.key(&state.config.generation.events_stream);
+        actix_web::rt::spawn(crate::generation::intake::run(state.clone(), stream));
+    }
     let server = HttpServer::new(move || {
         let app_state = state.clone();
         let conformance = conformance.clone();

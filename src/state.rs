@@ -17,4 +17,8 @@ pub struct AppState {
     pub groups: actix::Addr<crate::groups::ConnectionGroups>,
     /// The SignalR hubs this server serves.
     pub hubs: Vec<crate::signalr::HubEndpoint>,
+    /// Delivers task updates to the generation hubs.
+    pub progress: Option<actix::Addr<crate::generation::progress::TaskProgress>>,
+    /// In-process rate-limit counters (used when Redis is not configured).
+    pub limits: actix::Addr<crate::generation::limits::LocalCounters>,
 }

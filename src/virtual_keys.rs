@@ -238,6 +238,50 @@ impl VirtualKeyRow {
     }
 }
 
+/// Closes every live connection of a key, across hubs, with a Close message saying why.
+pub fn close_connections(state: &crate::state::AppState, key_id: i64, reason: &str) {
+    state.groups.do_send(crate::groups::CloseAll {
+        key: crate::auth::virtual_key::principal_key(key_id),
+        reason: reason.to_string(),
+    });
+}
+
+/// After a change through the admin API: a key that may no longer be used loses its connections now.
+pub fn enforce(state: &crate::state::AppState, row: &VirtualKeyRow) {
+    if let Some(reason) = row.unusable_reason(now_ms()) {
+        close_connections(state, row.id, reason);
+    }
+}
+
+/// Adds a finished job's cost to its key's spend (atomically, in storage); a key that reaches its
+/// budget stops authenticating and loses its live connections.
+pub async fn record_spend(state: &crate::state::AppState, key_id: i64, amount: f64) {
+    match repo::add_spend(&state.db, key_id, amount).await {
+        Ok(Some(row)) => enforce(state, &row),
+        Ok(None) => {}
+        Err(e) => tracing::error!(key_id, error = %e, "cannot record spend"),
+    }
+}
+
+/// Closes the connections of keys as they expire, within half a second. Runs for the server's lifetime.
+pub async fn watch_expiry(state: actix_web::web::Data<crate::state::AppState>) {
+    let mut checked_until = now_ms();
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        let now = now_ms();
+        match repo::expired_between(&state.db, checked_until, now).await {
+            Ok(ids) => {
+                for id in ids {
+                    close_connections(&state, id, "Virtual key has expired");
+                }
+                checked_until = now;
+            }
+            Err(e) => tracing::debug!(error = %e, "expiry check failed; retrying"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

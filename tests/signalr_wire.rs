@@ -21,7 +21,8 @@ async fn conformance_server(extra: &[(&str, &str)]) -> TestServer {
 }
 
 async fn stats(srv: &TestServer) -> Value {
-    let mut res = srv.client().get(srv.url("/api/stats")).insert_header(("X-API-Key", MASTER_KEY)).send().await.unwrap();
+    let mut res =
+        srv.client().get(srv.url("/api/stats")).insert_header(("X-API-Key", MASTER_KEY)).send().await.unwrap();
     json_body(&mut res).await
 }
 
@@ -114,7 +115,8 @@ async fn negotiate_answers_versions_zero_and_one() {
     let first_poll = client.get(srv.url(&format!("/testhub?id={id}"))).send().await.unwrap();
     assert_eq!(first_poll.status(), 200);
 
-    let mut res = client.post(srv.url("/testhub/negotiate?negotiateVersion=1&useStatefulReconnect=true")).send().await.unwrap();
+    let mut res =
+        client.post(srv.url("/testhub/negotiate?negotiateVersion=1&useStatefulReconnect=true")).send().await.unwrap();
     assert_eq!(json_body(&mut res).await["useStatefulReconnect"], true);
 }
 
@@ -231,11 +233,20 @@ async fn bad_messages_get_errors_and_the_server_keeps_serving() {
     let mut framed = open_ws(&srv, "/testhub").await;
     handshake_json(&mut framed).await;
     let reply = invoke(&mut framed, "1", "NoSuchMethod", json!([])).await;
-    assert_eq!(reply["error"], "Failed to invoke 'NoSuchMethod' due to an error on the server. HubException: Method does not exist.");
+    assert_eq!(
+        reply["error"],
+        "Failed to invoke 'NoSuchMethod' due to an error on the server. HubException: Method does not exist."
+    );
     let reply = invoke(&mut framed, "2", "Echo", json!([{"not": "a string"}])).await;
-    assert!(reply["error"].as_str().unwrap().starts_with("Failed to invoke 'Echo' due to an error on the server."), "{reply}");
+    assert!(
+        reply["error"].as_str().unwrap().starts_with("Failed to invoke 'Echo' due to an error on the server."),
+        "{reply}"
+    );
     let reply = invoke(&mut framed, "3", "Echo", json!(["a", "b"])).await;
-    assert!(reply["error"].as_str().unwrap().contains("Invocation provides 2 argument(s) but target expects 1."), "{reply}");
+    assert!(
+        reply["error"].as_str().unwrap().contains("Invocation provides 2 argument(s) but target expects 1."),
+        "{reply}"
+    );
     let reply = invoke(&mut framed, "4", "echo", json!(["case-insensitive"])).await;
     assert_eq!(reply["result"], "case-insensitive");
 

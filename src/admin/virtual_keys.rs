@@ -95,6 +95,7 @@ async fn update(
     let id = parse_id(&id)?;
     let req: UpdateKeyRequest = parse_json(&body)?;
     let row = virtual_keys::update(&state.db, id, req).await?.ok_or_else(not_found)?;
+    virtual_keys::enforce(&state, &row);
     tracing::info!(key_id = id, enabled = row.is_enabled, "virtual key updated");
     Ok(HttpResponse::Ok().json(KeyInfo::from(&row)))
 }
@@ -104,6 +105,7 @@ async fn delete(_: AdminAuth, state: web::Data<AppState>, id: web::Path<String>)
     if !repo::delete(&state.db, id).await? {
         return Err(not_found());
     }
+    virtual_keys::close_connections(&state, id, "Virtual key was deleted");
     tracing::info!(key_id = id, "virtual key deleted");
     Ok(HttpResponse::NoContent().finish())
 }

@@ -5,5 +5,6 @@ pub mod credentials;
 pub mod jwt;
 pub mod master_key;
 pub mod secrets;
+pub mod virtual_key;
 
 pub use master_key::AdminAuth;

@@ -20,3 +20,21 @@ diesel::table! {
         updated_at -> BigInt,
     }
 }
+
+diesel::table! {
+    generation_tasks (id) {
+        id -> Text,
+        kind -> Text,
+        virtual_key_id -> BigInt,
+        model -> Text,
+        request -> Text,
+        status -> Text,
+        progress -> Integer,
+        message -> Nullable<Text>,
+        result -> Nullable<Text>,
+        error -> Nullable<Text>,
+        cost -> Nullable<Double>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}

@@ -132,3 +132,30 @@ pub async fn delete(db: &Database, id: i64) -> Result<bool, DbError> {
         Ok(n > 0)
     })
 }
+
+/// Adds to a key's spend atomically (in the database, not read-modify-write) and returns the new row.
+pub async fn add_spend(db: &Database, id: i64, amount: f64) -> Result<Option<VirtualKeyRow>, DbError> {
+    with_conn!(db, |conn| {
+        Ok(diesel::update(virtual_keys::table.find(id))
+            .set((
+                virtual_keys::current_spend.eq(virtual_keys::current_spend + amount),
+                virtual_keys::updated_at.eq(super::now_ms()),
+            ))
+            .returning(VirtualKeyRow::as_returning())
+            .get_result(conn)
+            .await
+            .optional()?)
+    })
+}
+
+/// Keys whose expiry fell in `(after, until]`: their live connections must be closed.
+pub async fn expired_between(db: &Database, after: i64, until: i64) -> Result<Vec<i64>, DbError> {
+    with_conn!(db, |conn| {
+        Ok(virtual_keys::table
+            .filter(virtual_keys::expires_at.gt(after))
+            .filter(virtual_keys::expires_at.le(until))
+            .select(virtual_keys::id)
+            .load(conn)
+            .await?)
+    })
+}

@@ -1,4 +1,7 @@
 //! Hubs: one file each. They know nothing of framing or transports.
 
 pub mod conformance;
+pub mod generation;
+pub mod image_generation;
 pub mod test_hub;
+pub mod video_generation;

@@ -62,3 +62,7 @@ pub static SLOW_CONSUMERS: Counter = Counter::new();
 pub static AUTH_FAILURES: Counter = Counter::new();
 /// Connections refused because their principal was at its cap.
 pub static CONNECTION_CAP_REFUSALS: Counter = Counter::new();
+/// Task updates handed to hubs for delivery.
+pub static TASK_UPDATES_PUBLISHED: Counter = Counter::new();
+/// Failed Redis operations.
+pub static REDIS_ERRORS: Counter = Counter::new();

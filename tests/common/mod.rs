@@ -134,6 +134,8 @@ pub async fn test_config(options: &Options, dir: &TempDir) -> Config {
     env.insert("DATABASE_URL".into(), db_url);
     if options.redis {
         env.insert("REDIS_URL".into(), options.redis_url.clone().unwrap_or_else(redis_url));
+        // Each test server gets its own namespace in the shared Redis, unless a test shares one on purpose.
+        env.insert("SWITCHYARD__REDIS__KEY_PREFIX".into(), format!("sy-test-{}", uuid::Uuid::new_v4().simple()));
     }
     env.insert("SWITCHYARD__REDIS__TIMEOUT_MS".into(), "1000".into());
     for (k, v) in &options.env {

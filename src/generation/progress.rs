@@ -1,0 +1,110 @@
+//! The TaskProgress actor: pulls stored task updates (from its mailbox on one node, or from the Redis
+//! updates stream, which every node reads) and pushes each to the subscribers' group of that task on
+//! its hub. The group only ever holds the owner's connections.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use super::updates::TaskEvent;
+use super::TaskKind;
+use crate::signalr::hub_actor::{HubActor, Outgoing, Target};
+
+/// See the module documentation.
+#[derive(Default)]
+pub struct TaskProgress {
+    hubs: HashMap<TaskKind, Addr<HubActor>>,
+    redis: Option<(deadpool_redis::Pool, String)>,
+}
+
+impl TaskProgress {
+    /// With `redis`, the actor reads the updates stream; without, updates arrive in its mailbox.
+    pub fn new(redis: Option<(deadpool_redis::Pool, String)>) -> Self {
+        TaskProgress { hubs: HashMap::new(), redis }
+    }
+}
+
+impl Actor for TaskProgress {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(100_000);
+        if let Some((pool, stream)) = self.redis.clone() {
+            let me = ctx.address();
+            ctx.spawn(read_stream(pool, stream, me).into_actor(self));
+        }
+    }
+}
+
+/// Follows the Redis stream from its end, forever, reconnecting after failures.
+async fn read_stream(pool: deadpool_redis::Pool, stream: String, me: Addr<TaskProgress>) {
+    use deadpool_redis::redis::streams::{StreamReadOptions, StreamReadReply};
+    use deadpool_redis::redis::AsyncCommands;
+    let mut last_id = "$".to_string();
+    loop {
+        let mut conn = match pool.get().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::warn!(error = %e, "task updates stream: Redis unavailable, retrying");
+                crate::ops::metrics::REDIS_ERRORS.inc();
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        loop {
+            let options = StreamReadOptions::default().block(1000).count(500);
+            let reply: Result<StreamReadReply, _> =
+                conn.xread_options(&[stream.as_str()], &[last_id.as_str()], &options).await;
+            match reply {
+                Ok(reply) => {
+                    for key in reply.keys {
+                        for entry in key.ids {
+                            last_id = entry.id.clone();
+                            let payload: Option<String> = entry.get("task");
+                            match payload.as_deref().map(serde_json::from_str::<TaskEvent>) {
+                                Some(Ok(event)) => me.do_send(PublishTask(event)),
+                                _ => tracing::warn!(id = %entry.id, "task updates stream: unreadable entry skipped"),
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "task updates stream: read failed, reconnecting");
+                    crate::ops::metrics::REDIS_ERRORS.inc();
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Makes a hub the destination of one kind of task.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RegisterHub(pub TaskKind, pub Addr<HubActor>);
+
+impl Handler<RegisterHub> for TaskProgress {
+    type Result = ();
+    fn handle(&mut self, msg: RegisterHub, _: &mut Self::Context) {
+        self.hubs.insert(msg.0, msg.1);
+    }
+}
+
+/// A stored task state to deliver.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PublishTask(pub TaskEvent);
+
+impl Handler<PublishTask> for TaskProgress {
+    type Result = ();
+    fn handle(&mut self, msg: PublishTask, _: &mut Self::Context) {
+        let event = msg.0;
+        let Some(kind) = TaskKind::parse(&event.kind) else { return };
+        let Some(hub) = self.hubs.get(&kind) else { return };
+        let Some((method, args)) = event.hub_event() else { return };
+        crate::ops::metrics::TASK_UPDATES_PUBLISHED.inc();
+        hub.do_send(Outgoing::invocation(Target::Group(kind.group(&event.id)), method, args));
+    }
+}
