@@ -683,6 +683,10 @@ pub enum AttachError {
 pub struct AttachStream {
     pub transport: TransportKind,
     pub tx: mpsc::Sender<OutFrame>,
+    /// The transport's request: what the hub sees as the connection's request from now on (as in
+    /// ASP.NET, where `GetHttpContext()` is the transport's request, not negotiate's, so cookies set by
+    /// negotiate and the transport URL's query are visible). Ignored on a stateful reconnect.
+    pub request: Option<RequestInfo>,
 }
 
 impl Handler<AttachStream> for Connection {
@@ -697,6 +701,9 @@ impl Handler<AttachStream> for Connection {
         }
         self.transport = Some(msg.transport);
         self.outbox = Outbox::Stream(msg.tx);
+        if let (false, Some(request)) = (reconnecting, msg.request) {
+            self.request = Arc::new(request);
+        }
         self.last_received = Instant::now();
         if reconnecting {
             // Stateful reconnect: tell the client where our replay starts, then replay.
@@ -726,6 +733,8 @@ impl Handler<AttachStream> for Connection {
 #[rtype(result = "Result<(), AttachError>")]
 pub struct Poll {
     pub reply: oneshot::Sender<PollOutcome>,
+    /// The poll's request; the first poll's becomes the connection's request (see [`AttachStream`]).
+    pub request: Option<RequestInfo>,
 }
 
 impl Handler<Poll> for Connection {
@@ -735,6 +744,9 @@ impl Handler<Poll> for Connection {
             Outbox::Detached { .. } if self.transport.is_none() => {
                 // The first poll answers at once, empty: the client then knows the connection is up.
                 self.transport = Some(TransportKind::LongPolling);
+                if let Some(request) = msg.request {
+                    self.request = Arc::new(request);
+                }
                 self.outbox =
                     Outbox::Poll { queue: VecDeque::new(), queued_bytes: 0, waiting: None, last_poll: Instant::now() };
                 let _ = msg.reply.send(PollOutcome::Empty);

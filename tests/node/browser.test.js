@@ -93,6 +93,12 @@ test("Chromium on another origin: JWT, /authorizedhub on WebSockets, SSE and lon
       assert.equal(r.echo, `hello from ${name} ✓`, context);
       assert.equal(r.user, "testuser", `GetUserNameIdentifier is the token's sub${context}`);
       assert.equal(r.issuer, "SignalRTestServer", context);
+      // The cookie negotiate set (cross-origin, with credentials) comes back on the transport's request.
+      assert.equal(r.cookie, "testValue", `GetCookie over ${name}${context}`);
+      // What the hub sees is the transport's request: a browser cannot add headers to WebSocket and
+      // EventSource requests, so X-SignalR-User-Agent is only there on long polling (as ASP.NET's tests expect).
+      if (name === "LongPolling") assert.match(r.signalrUserAgent || "", /^Microsoft SignalR\/10\./, context);
+      else assert.equal(r.signalrUserAgent, null, context);
       assert.deepEqual(r.messages, [`event for ${name}`], context);
       assert.deepEqual(r.stream, ["a", "b", "c"], context);
       assert.equal(r.error, "An unexpected error occurred invoking 'ThrowException' on the server. InvalidOperationException: boom", context);

@@ -35,7 +35,7 @@ for (const combo of COMBOS.filter((c) => !only || c.name.includes(only))) {
     const logger = { lines: [], log(level, msg) { if (level >= signalR.LogLevel.Warning) this.lines.push(msg); } };
 
     before(async () => {
-      connection = builder(`${server.url}/testhub`, { ...combo, logger }).build();
+      connection = builder(`${server.url}/testhub`, { ...combo, logger, headers: { "X-Switchyard-Test": "matrix" } }).build();
       closed = deferred();
       connection.onclose((error) => closed.resolve(error));
       await within(connection.start(), 10000, `start over ${combo.name}`);
@@ -237,6 +237,20 @@ for (const combo of COMBOS.filter((c) => !only || c.name.includes(only))) {
       }
     });
 
+    test("request details reach the hub: a custom header, and the cookies set on negotiate", async () => {
+      // Node's client sends `headers` on every request, WebSockets included.
+      assert.equal(await connection.invoke("GetHeader", "X-Switchyard-Test"), "matrix");
+      assert.equal(await connection.invoke("GetHeader", "X-Not-Sent"), null);
+      // In Node the client names itself in User-Agent (X-SignalR-User-Agent is for browsers).
+      assert.match(await connection.invoke("GetHeader", "User-Agent"), /^Microsoft SignalR\/10\./);
+      if (!combo.skipNegotiation) {
+        // The conformance server sets testCookie (and an expired one) on negotiate; the client's cookie
+        // jar sends it back on the transport's request.
+        assert.equal(await connection.invoke("GetCookie", "testCookie"), "testValue");
+        assert.equal(await connection.invoke("GetCookie", "expiredCookie"), null);
+      }
+    });
+
     test("many concurrent invocations each resolve with their own result", async () => {
       const inputs = Array.from({ length: 50 }, (_, i) => `msg-${i}`);
       const results = await within(Promise.all(inputs.map((m) => connection.invoke("Echo", m))), 10000, "50 invocations");
@@ -251,6 +265,19 @@ describe("/testhub-nowebsockets", () => {
     await connection.start();
     try {
       assert.equal(await connection.invoke("GetActiveTransportName"), "ServerSentEvents");
+      assert.equal(await connection.invoke("Echo", "x"), "x");
+    } finally {
+      await connection.stop();
+    }
+  });
+});
+
+describe("/testhub-nowebsockets with MessagePack", () => {
+  test("the default client skips Server-Sent Events (text only) and uses long polling", async () => {
+    const connection = builder(`${server.url}/testhub-nowebsockets`, { protocol: "messagepack" }).build();
+    await connection.start();
+    try {
+      assert.equal(await connection.invoke("GetActiveTransportName"), "LongPolling");
       assert.equal(await connection.invoke("Echo", "x"), "x");
     } finally {
       await connection.stop();
