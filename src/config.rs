@@ -313,9 +313,8 @@ impl Config {
                 format!("'{}' is not an address like 127.0.0.1:8080", self.server.bind),
             ));
         }
-        if !self.server.public_url.is_empty()
-            && !(self.server.public_url.starts_with("http://") || self.server.public_url.starts_with("https://"))
-        {
+        let url = &self.server.public_url;
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             return Err(ConfigError::invalid(named("server.public_url"), "must start with http:// or https://"));
         }
         if let Err(message) = crate::db::DatabaseKind::parse(&self.database.url) {
@@ -325,7 +324,7 @@ impl Config {
             return Err(ConfigError::invalid(named("database.pool_size"), "must be at least 1"));
         }
         let redis = &self.redis.url;
-        if !redis.is_empty() && !(redis.starts_with("redis://") || redis.starts_with("rediss://")) {
+        if !(redis.is_empty() || redis.starts_with("redis://") || redis.starts_with("rediss://")) {
             return Err(ConfigError::invalid(named("redis.url"), "must start with redis:// or rediss://"));
         }
         let s = &self.signalr;
