@@ -281,7 +281,10 @@ impl Connection {
                     });
                     match chosen {
                         Ok(protocol) => {
-                            self.push_raw(Bytes::from_static(HANDSHAKE_SUCCESS), false, ctx);
+                            // In the protocol's frame type, as ASP.NET (it sets the active transfer format
+                            // before writing the response): a Binary frame for MessagePack.
+                            let binary = protocol.transfer_format() == TransferFormat::Binary;
+                            self.push_raw(Bytes::from_static(HANDSHAKE_SUCCESS), binary, ctx);
                             self.phase = Phase::Open {
                                 protocol,
                                 decoder: MessageDecoder::new(protocol, self.options.max_message_size),
@@ -595,11 +598,9 @@ impl Connection {
                 let polling = matches!(self.outbox, Outbox::Poll { .. });
                 if !polling && now.duration_since(self.last_received) >= self.options.client_timeout {
                     tracing::debug!(connection = %self.id, "client timeout, closing");
-                    self.close(
-                        Some("Server timeout elapsed without receiving a message from the client.".into()),
-                        true,
-                        ctx,
-                    );
+                    // As ASP.NET (AbortAllowReconnect): a Close with no error that allows reconnecting, so the
+                    // client's onclose gets no error and withAutomaticReconnect reconnects.
+                    self.close(None, true, ctx);
                 } else if !polling && now.duration_since(self.last_sent) >= self.options.keep_alive {
                     let binary = protocol.transfer_format() == TransferFormat::Binary;
                     self.push_raw(Bytes::from_static(protocol.ping_frame()), binary, ctx);
