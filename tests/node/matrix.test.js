@@ -251,6 +251,24 @@ for (const combo of COMBOS.filter((c) => !only || c.name.includes(only))) {
       }
     });
 
+    test("client result: a throwing handler and a missing handler come back as errors", async () => {
+      const id = await connection.invoke("GetCallerConnectionId");
+      const url = `${server.url}/clientresult/${encodeURIComponent(id)}`;
+      connection.on("Result", () => {
+        throw new Error("nope");
+      });
+      try {
+        const res = await within(fetch(url), 10000, "GET /clientresult");
+        assert.equal(await res.text(), "Error: nope");
+      } finally {
+        connection.off("Result");
+      }
+      // No handler at all: the client answers "Client didn't provide a result." (and logs a warning).
+      const res = await within(fetch(url), 10000, "GET /clientresult");
+      assert.equal(await res.text(), "Client didn't provide a result.");
+      logger.lines = logger.lines.filter((l) => !/'result'/.test(l));
+    });
+
     test("many concurrent invocations each resolve with their own result", async () => {
       const inputs = Array.from({ length: 50 }, (_, i) => `msg-${i}`);
       const results = await within(Promise.all(inputs.map((m) => connection.invoke("Echo", m))), 10000, "50 invocations");
