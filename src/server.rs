@@ -53,7 +53,9 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
     if config.admin.master_key.is_empty() {
         tracing::warn!("{}", crate::auth::master_key::NO_MASTER_KEY);
     }
+    let chat = crate::chat::ChatState::build(&config, &db, redis.as_ref())?;
     Ok(AppState {
+        chat,
         config: Arc::new(config),
         db,
         redis,
@@ -65,6 +67,7 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     ops::health::configure(cfg);
     crate::admin::configure(cfg);
+    crate::chat::configure(cfg);
 }
 
 /// Starts listening. The returned server must be awaited (or spawned) to serve.

@@ -13,4 +13,6 @@ pub struct AppState {
     /// `None` when Redis is not configured (one node, everything in process).
     pub redis: Option<deadpool_redis::Pool>,
     pub started_at: Instant,
+    /// Tickets, JWT verification and the orchestrator of the ticketed chat.
+    pub chat: crate::chat::ChatState,
 }
