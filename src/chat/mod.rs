@@ -4,11 +4,16 @@
 //! stored per tenant and user.
 
 pub mod auth;
+pub mod conversations;
 pub mod error;
+pub mod orchestrator;
+pub mod protocol;
 pub mod routes;
 pub mod settings;
+pub mod socket;
 pub mod ticket_actor;
 pub mod tickets;
+pub mod turn;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +21,7 @@ use std::time::Duration;
 use crate::auth::jwt::JwtVerifier;
 use crate::config::{Config, ConfigError};
 use crate::db::Database;
+use orchestrator::Orchestrator;
 
 pub use routes::configure;
 use settings::{ChatSettings, TicketStoreKind};
@@ -30,6 +36,7 @@ pub struct ChatState {
     pub jwt: Option<JwtVerifier>,
     pub tickets: Tickets,
     pub db: Database,
+    pub orchestrator: Arc<dyn Orchestrator>,
 }
 
 impl ChatState {
@@ -79,7 +86,14 @@ impl ChatState {
             Duration::from_secs(settings.ticket_ttl_seconds),
             Duration::from_secs(settings.ticket_max_age_seconds),
         );
+        let orchestrator = orchestrator::from_settings(&settings)
+            .map_err(|message| invalid("chat.orchestrator_url", message))?;
+        tracing::info!(
+            orchestrator = orchestrator.name(),
+            "chat orchestrator ready"
+        );
         Ok(ChatState {
+            orchestrator,
             settings: Arc::new(settings),
             jwt,
             tickets,

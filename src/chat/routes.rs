@@ -7,11 +7,22 @@ use serde_json::json;
 use super::auth::ChatUser;
 use super::error::{parse_optional_json, ChatError};
 use super::tickets::{StoreError, TicketError};
+use crate::db::conversations::{self, Owner};
 use crate::state::AppState;
 
 /// Registers every chat route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/api/agent/ticket").route(web::post().to(issue_ticket)));
+    cfg.service(web::resource("/api/agent/ticket").route(web::post().to(issue_ticket)))
+        .service(web::resource("/api/agent/ws").route(web::get().to(super::socket::connect)))
+        .service(
+            web::resource("/api/agent/conversations")
+                .route(web::get().to(super::conversations::list)),
+        )
+        .service(
+            web::resource("/api/agent/conversations/{id}")
+                .route(web::get().to(super::conversations::get))
+                .route(web::delete().to(super::conversations::delete)),
+        );
 }
 
 /// Body of `POST /api/agent/ticket` (optional).
@@ -21,7 +32,8 @@ struct TicketRequest {
     conversation_id: Option<String>,
 }
 
-/// `POST /api/agent/ticket`: exchanges the user's JWT for a one-time WebSocket ticket.
+/// `POST /api/agent/ticket`: exchanges the user's JWT for a one-time WebSocket ticket, optionally
+/// bound to one of the user's conversations (404 if it is not theirs).
 async fn issue_ticket(
     user: ChatUser,
     state: web::Data<AppState>,
@@ -29,6 +41,15 @@ async fn issue_ticket(
 ) -> Result<HttpResponse, ChatError> {
     let request: TicketRequest = parse_optional_json(&body)?;
     let chat = &state.chat;
+    if let Some(id) = &request.conversation_id {
+        let owner = Owner {
+            tenant_id: &user.0.tenant_id,
+            user_id: &user.0.user_id,
+        };
+        if conversations::get(&chat.db, owner, id).await?.is_none() {
+            return Err(ChatError::ConversationNotFound);
+        }
+    }
     let issued = chat
         .tickets
         .issue(&user.0, request.conversation_id)
