@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod conversations;
+pub mod demo_page;
 pub mod error;
 pub mod orchestrator;
 pub mod protocol;

@@ -22,6 +22,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::resource("/api/agent/conversations/{id}")
                 .route(web::get().to(super::conversations::get))
                 .route(web::delete().to(super::conversations::delete)),
+        )
+        .route("/chat-demo", web::get().to(super::demo_page::serve))
+        .route(
+            "/chat-demo/{path:.*}",
+            web::get().to(super::demo_page::serve),
         );
 }
 
