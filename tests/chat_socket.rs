@@ -391,6 +391,11 @@ async fn a_frame_over_the_hard_limit_closes_with_1009() {
     let srv = chat_server(false).await;
     let mut socket = connect(&srv, "t", "u").await;
     socket.send_text("z".repeat(4 * 1024 * 1024 + 1)).await;
+    let e = socket.event().await;
+    assert_eq!(
+        (e["type"].as_str(), e["error_type"].as_str()),
+        (Some("error"), Some("fatal"))
+    );
     assert_eq!(socket.close_code().await.0, Some(1009));
 }
 

@@ -387,6 +387,11 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for ChatSocket {
                     _ => ws::CloseCode::Protocol,
                 };
                 tracing::debug!(error = %e, "chat socket protocol error");
+                let message = match code {
+                    ws::CloseCode::Size => "Frame too large; closing the connection",
+                    _ => "WebSocket protocol error; closing the connection",
+                };
+                self.error(ErrorType::Fatal, message.into(), ctx);
                 ctx.close(Some(code.into()));
                 ctx.stop();
             }
