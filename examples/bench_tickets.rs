@@ -32,9 +32,7 @@ fn parse_args() -> Result<Args, String> {
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--seconds" => args.seconds = value.parse().map_err(|_| "--seconds: a number")?,
-            "--concurrency" => {
-                args.concurrency = value.parse().map_err(|_| "--concurrency: a number")?
-            }
+            "--concurrency" => args.concurrency = value.parse().map_err(|_| "--concurrency: a number")?,
             "--redis-url" => args.redis_url = value,
             other => return Err(format!("unknown option {other}")),
         }
@@ -45,21 +43,12 @@ fn parse_args() -> Result<Args, String> {
 /// Runs `concurrency` loops of issue-then-consume for `seconds`; tickets per second.
 async fn measure(store: Arc<dyn TicketStore>, args: &Args) -> Result<f64, String> {
     let tickets = Tickets::new(store, Duration::from_secs(60), Duration::from_secs(120));
-    let identity = ChatIdentity {
-        tenant_id: "bench-tenant".into(),
-        user_id: "bench-user".into(),
-        session_id: "bench".into(),
-    };
+    let identity =
+        ChatIdentity { tenant_id: "bench-tenant".into(), user_id: "bench-user".into(), session_id: "bench".into() };
     // Warm up connections and the GETDEL detection.
     for _ in 0..10 {
-        let t = tickets
-            .issue(&identity, None)
-            .await
-            .map_err(|e| e.to_string())?;
-        tickets
-            .consume(&t.ticket)
-            .await
-            .map_err(|e| e.to_string())?;
+        let t = tickets.issue(&identity, None).await.map_err(|e| e.to_string())?;
+        tickets.consume(&t.ticket).await.map_err(|e| e.to_string())?;
     }
     let done = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
@@ -114,28 +103,20 @@ fn main() {
         let pool = switchyard::redis_pool::connect(&RedisConfig {
             url: args.redis_url.clone(),
             pool_size: args.concurrency.max(1),
+            key_prefix: "switchyard".into(),
             timeout_ms: 2000,
         });
         match pool {
             Ok(Some(pool)) => {
-                for (name, mode) in [
-                    ("redis (GETDEL)", ConsumeMode::GetDel),
-                    ("redis (Lua GET+DEL)", ConsumeMode::Lua),
-                ] {
-                    let store = Arc::new(RedisTicketStore::new(
-                        pool.clone(),
-                        Duration::from_secs(2),
-                        mode,
-                    ));
+                for (name, mode) in [("redis (GETDEL)", ConsumeMode::GetDel), ("redis (Lua GET+DEL)", ConsumeMode::Lua)]
+                {
+                    let store = Arc::new(RedisTicketStore::new(pool.clone(), Duration::from_secs(2), mode));
                     report(name, measure(store, &args).await);
                 }
             }
             Ok(None) => println!("redis: no URL given"),
             Err(e) => println!("redis: {e}"),
         }
-        report(
-            "memory (TicketActor)",
-            measure(Arc::new(ActorTicketStore::start()), &args).await,
-        );
+        report("memory (TicketActor)", measure(Arc::new(ActorTicketStore::start()), &args).await);
     });
 }

@@ -303,10 +303,7 @@ impl Config {
         })?;
         config.validate(&origin)?;
         let redis_configured = !config.redis.url.is_empty();
-        if let Err((setting, message)) = config
-            .chat
-            .check(sources.profile.as_deref(), redis_configured)
-        {
+        if let Err((setting, message)) = config.chat.check(sources.profile.as_deref(), redis_configured) {
             let named = match origin.get(setting) {
                 Some(src) if src != setting => format!("{setting} (from {src})"),
                 _ => setting.to_string(),

@@ -31,12 +31,8 @@ fn line(v: Value) -> web::Bytes {
 
 /// Streams the lines a producer task sends; the task learns of a disconnect when a send fails.
 fn ndjson(rx: tokio::sync::mpsc::Receiver<web::Bytes>) -> HttpResponse {
-    let body = stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, actix_web::Error>(b), rx))
-    });
-    HttpResponse::Ok()
-        .content_type("application/x-ndjson")
-        .streaming(body)
+    let body = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, actix_web::Error>(b), rx)) });
+    HttpResponse::Ok().content_type("application/x-ndjson").streaming(body)
 }
 
 async fn agent(seen: web::Data<Shared>, body: web::Json<Value>) -> HttpResponse {
@@ -60,14 +56,8 @@ async fn agent(seen: web::Data<Shared>, body: web::Json<Value>) -> HttpResponse 
                 send(json!({"type": "tool_call_start", "content": "lookup", "metadata": {"tool_call_id": "tc-1", "tool_name": "lookup", "arguments": {"q": "hello"}}})).await;
                 send(json!({"type": "tool_result", "metadata": {"tool_call_id": "tc-1", "tool_name": "lookup", "result": {"found": 1}}})).await;
                 // A line split across writes, and noise the relay must skip.
-                let _ = tx
-                    .send(web::Bytes::from_static(b"{\"type\":\"text_delta\","))
-                    .await;
-                let _ = tx
-                    .send(web::Bytes::from_static(
-                        b"\"content\":\"Hello \"}\n\nnot json\n",
-                    ))
-                    .await;
+                let _ = tx.send(web::Bytes::from_static(b"{\"type\":\"text_delta\",")).await;
+                let _ = tx.send(web::Bytes::from_static(b"\"content\":\"Hello \"}\n\nnot json\n")).await;
                 send(json!({"type": "mystery"})).await;
                 send(json!({"type": "text_delta", "content": "from upstream"})).await;
                 send(json!({"type": "done"})).await;
@@ -84,19 +74,12 @@ async fn agent(seen: web::Data<Shared>, body: web::Json<Value>) -> HttpResponse 
             "risky" => {
                 send(json!({"type": "confirmation_required", "content": "Drop the table?", "metadata": {"operation_id": "op-1", "risk_level": "critical"}})).await;
                 let answer = loop {
-                    if let Some(c) = seen
-                        .lock()
-                        .unwrap()
-                        .confirms
-                        .iter()
-                        .find(|c| c["run_id"] == run_id.as_str())
-                    {
+                    if let Some(c) = seen.lock().unwrap().confirms.iter().find(|c| c["run_id"] == run_id.as_str()) {
                         break c["confirmed"].as_bool().unwrap_or(false);
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 };
-                send(json!({"type": "text_delta", "content": format!("confirmed: {answer}")}))
-                    .await;
+                send(json!({"type": "text_delta", "content": format!("confirmed: {answer}")})).await;
             }
             "fail" => {
                 send(json!({"type": "text_delta", "content": "partial"})).await;
@@ -139,19 +122,13 @@ fn start_upstream() -> Upstream {
     .expect("bind upstream");
     let addr = server.addrs()[0];
     actix_rt::spawn(server.run());
-    Upstream {
-        url: format!("http://{addr}/agent"),
-        seen,
-    }
+    Upstream { url: format!("http://{addr}/agent"), seen }
 }
 
 async fn relay_server(url: &str) -> TestServer {
     TestServer::start_with(chat_options(
         false,
-        &[
-            ("SWITCHYARD__CHAT__ORCHESTRATOR", "http"),
-            ("ORCHESTRATOR_URL", url),
-        ],
+        &[("SWITCHYARD__CHAT__ORCHESTRATOR", "http"), ("ORCHESTRATOR_URL", url)],
     ))
     .await
 }
@@ -171,20 +148,11 @@ async fn upstream_events_are_relayed_in_order_and_stored() {
     let upstream = start_upstream();
     let srv = relay_server(&upstream.url).await;
     let mut socket = connect(&srv, "acme", "alice").await;
-    socket
-        .send_json(json!({"type": "chat", "message": "hello"}))
-        .await;
+    socket.send_json(json!({"type": "chat", "message": "hello"})).await;
     let events = socket.events_until("done").await;
     assert_eq!(
         types(&events),
-        [
-            "thinking_delta",
-            "tool_call_start",
-            "tool_result",
-            "text_delta",
-            "text_delta",
-            "done"
-        ]
+        ["thinking_delta", "tool_call_start", "tool_result", "text_delta", "text_delta", "done"]
     );
     for (i, e) in events.iter().enumerate() {
         assert_eq!(e["sequence"], i as u64 + 1);
@@ -196,10 +164,7 @@ async fn upstream_events_are_relayed_in_order_and_stored() {
     );
     assert_eq!(events[2]["metadata"]["result"], json!({"found": 1}));
     assert_eq!(events[3]["content"], "Hello ");
-    let conversation = events[5]["metadata"]["conversation_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let conversation = events[5]["metadata"]["conversation_id"].as_str().unwrap().to_string();
     assert_eq!(events[5]["metadata"]["message_count"], 2);
 
     let request = upstream.seen.lock().unwrap().requests[0].clone();
@@ -210,9 +175,7 @@ async fn upstream_events_are_relayed_in_order_and_stored() {
     assert!(request["run_id"].as_str().unwrap().starts_with("run_"));
 
     // The stored answer is the relayed text, and the next turn carries the history.
-    socket
-        .send_json(json!({"type": "chat", "message": "hello", "conversation_id": conversation}))
-        .await;
+    socket.send_json(json!({"type": "chat", "message": "hello", "conversation_id": conversation})).await;
     socket.events_until("done").await;
     let request = upstream.seen.lock().unwrap().requests[1].clone();
     assert_eq!(
@@ -226,9 +189,7 @@ async fn a_cancel_reaches_the_upstream() {
     let upstream = start_upstream();
     let srv = relay_server(&upstream.url).await;
     let mut socket = connect(&srv, "acme", "alice").await;
-    socket
-        .send_json(json!({"type": "chat", "message": "slow"}))
-        .await;
+    socket.send_json(json!({"type": "chat", "message": "slow"})).await;
     assert_eq!(socket.event().await["type"], "text_delta");
     socket.send_json(json!({"type": "cancel"})).await;
     let events = socket.events_until("cancelled").await;
@@ -236,19 +197,9 @@ async fn a_cancel_reaches_the_upstream() {
 
     let run_id = upstream.seen.lock().unwrap().requests[0]["run_id"].clone();
     let seen = upstream.seen.clone();
-    eventually("the cancel call", || {
-        seen.lock()
-            .unwrap()
-            .cancels
-            .iter()
-            .any(|c| c["run_id"] == run_id)
-    })
-    .await;
+    eventually("the cancel call", || seen.lock().unwrap().cancels.iter().any(|c| c["run_id"] == run_id)).await;
     let expected = run_id.as_str().unwrap().to_string();
-    eventually("the stream to be dropped", || {
-        seen.lock().unwrap().disconnected.contains(&expected)
-    })
-    .await;
+    eventually("the stream to be dropped", || seen.lock().unwrap().disconnected.contains(&expected)).await;
 }
 
 #[actix_rt::test]
@@ -256,21 +207,14 @@ async fn a_superseded_or_abandoned_turn_is_cancelled_upstream() {
     let upstream = start_upstream();
     let srv = relay_server(&upstream.url).await;
     let mut socket = connect(&srv, "acme", "alice").await;
-    socket
-        .send_json(json!({"type": "chat", "message": "slow"}))
-        .await;
+    socket.send_json(json!({"type": "chat", "message": "slow"})).await;
     socket.event().await;
-    socket
-        .send_json(json!({"type": "chat", "message": "slow"}))
-        .await;
+    socket.send_json(json!({"type": "chat", "message": "slow"})).await;
     socket.events_until("cancelled").await;
     socket.event().await;
     socket.send_close().await;
     let seen = upstream.seen.clone();
-    eventually("both runs cancelled", || {
-        seen.lock().unwrap().cancels.len() == 2
-    })
-    .await;
+    eventually("both runs cancelled", || seen.lock().unwrap().cancels.len() == 2).await;
 }
 
 #[actix_rt::test]
@@ -278,24 +222,17 @@ async fn a_confirmation_is_relayed_to_the_upstream() {
     let upstream = start_upstream();
     let srv = relay_server(&upstream.url).await;
     let mut socket = connect(&srv, "acme", "alice").await;
-    socket
-        .send_json(json!({"type": "chat", "message": "risky"}))
-        .await;
+    socket.send_json(json!({"type": "chat", "message": "risky"})).await;
     let ask = socket.event().await;
     assert_eq!(ask["type"], "confirmation_required");
     assert_eq!(ask["metadata"]["operation_id"], "op-1");
     assert_eq!(ask["metadata"]["risk_level"], "critical");
-    socket
-        .send_json(json!({"type": "confirm", "operation_id": "op-1", "confirmed": true}))
-        .await;
+    socket.send_json(json!({"type": "confirm", "operation_id": "op-1", "confirmed": true})).await;
     let rest = socket.events_until("done").await;
     assert_eq!(rest[0]["content"], "confirmed: true");
     let confirm = upstream.seen.lock().unwrap().confirms[0].clone();
     let run_id = upstream.seen.lock().unwrap().requests[0]["run_id"].clone();
-    assert_eq!(
-        confirm,
-        json!({"run_id": run_id, "operation_id": "op-1", "confirmed": true})
-    );
+    assert_eq!(confirm, json!({"run_id": run_id, "operation_id": "op-1", "confirmed": true}));
 }
 
 #[actix_rt::test]
@@ -304,9 +241,7 @@ async fn upstream_failures_are_recoverable_errors() {
     let srv = relay_server(&upstream.url).await;
     let mut socket = connect(&srv, "acme", "alice").await;
 
-    socket
-        .send_json(json!({"type": "chat", "message": "fail"}))
-        .await;
+    socket.send_json(json!({"type": "chat", "message": "fail"})).await;
     let events = socket.events_until("error").await;
     let e = events.last().unwrap();
     assert_eq!(
@@ -314,15 +249,10 @@ async fn upstream_failures_are_recoverable_errors() {
         (Some("recoverable"), Some("Upstream is overloaded"))
     );
 
-    socket
-        .send_json(json!({"type": "chat", "message": "500"}))
-        .await;
+    socket.send_json(json!({"type": "chat", "message": "500"})).await;
     let e = socket.event().await;
     assert_eq!(e["error_type"], "recoverable");
-    assert!(
-        !e["content"].as_str().unwrap().contains("500"),
-        "no upstream detail leaks: {e}"
-    );
+    assert!(!e["content"].as_str().unwrap().contains("500"), "no upstream detail leaks: {e}");
 
     socket.send_json(json!({"type": "ping"})).await;
     assert_eq!(socket.event().await, json!({"type": "pong"}));
@@ -330,19 +260,10 @@ async fn upstream_failures_are_recoverable_errors() {
 
 #[actix_rt::test]
 async fn an_unreachable_upstream_is_a_recoverable_error() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let srv = relay_server(&format!("http://127.0.0.1:{port}/agent")).await;
     let mut socket = connect(&srv, "acme", "alice").await;
-    socket
-        .send_json(json!({"type": "chat", "message": "anyone?"}))
-        .await;
+    socket.send_json(json!({"type": "chat", "message": "anyone?"})).await;
     let e = socket.event().await;
-    assert_eq!(
-        (e["type"].as_str(), e["error_type"].as_str()),
-        (Some("error"), Some("recoverable"))
-    );
+    assert_eq!((e["type"].as_str(), e["error_type"].as_str()), (Some("error"), Some("recoverable")));
 }

@@ -19,11 +19,7 @@ use serde_json::{json, Value};
 fn assert_numbered(events: &[Value], first: u64) {
     let mut ids = HashSet::new();
     for (i, e) in events.iter().enumerate() {
-        assert_eq!(
-            e["sequence"].as_u64(),
-            Some(first + i as u64),
-            "event {i}: {e}"
-        );
+        assert_eq!(e["sequence"].as_u64(), Some(first + i as u64), "event {i}: {e}");
         let id = e["event_id"].as_str().expect("event_id");
         assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
         assert!(ids.insert(id.to_string()), "event ids are unique");
@@ -31,11 +27,7 @@ fn assert_numbered(events: &[Value], first: u64) {
 }
 
 fn text_of(events: &[Value], kind: &str) -> String {
-    events
-        .iter()
-        .filter(|e| e["type"] == kind)
-        .filter_map(|e| e["content"].as_str())
-        .collect()
+    events.iter().filter(|e| e["type"] == kind).filter_map(|e| e["content"].as_str()).collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -44,27 +36,14 @@ fn text_of(events: &[Value], kind: &str) -> String {
 
 async fn bad_tickets_close_with_4001(redis: bool) {
     let srv = chat_server(redis).await;
-    for query in [
-        "",
-        "ticket=",
-        "ticket=nonsense",
-        &format!("ticket={}", "A".repeat(43)),
-    ] {
+    for query in ["", "ticket=", "ticket=nonsense", &format!("ticket={}", "A".repeat(43))] {
         let mut socket = open(&srv, query).await;
-        assert_eq!(
-            socket.close_code().await,
-            (Some(4001), "Invalid or expired ticket".to_string()),
-            "{query:?}"
-        );
+        assert_eq!(socket.close_code().await, (Some(4001), "Invalid or expired ticket".to_string()), "{query:?}");
     }
     let t = ticket(&srv, "t", "u").await;
     let mut first = open(&srv, &format!("ticket={t}")).await;
     let mut reused = open(&srv, &format!("ticket={t}")).await;
-    assert_eq!(
-        reused.close_code().await.0,
-        Some(4001),
-        "a ticket opens one socket"
-    );
+    assert_eq!(reused.close_code().await.0, Some(4001), "a ticket opens one socket");
     first.send_json(json!({"type": "ping"})).await;
     assert_eq!(first.event().await, json!({"type": "pong"}));
 }
@@ -82,10 +61,7 @@ async fn missing_invalid_and_reused_tickets_close_with_4001_with_the_ticket_acto
 async fn expired_ticket_closes_with_4001(redis: bool) {
     let srv = TestServer::start_with(chat_options(
         redis,
-        &[
-            ("SWITCHYARD__CHAT__TICKET_TTL_SECONDS", "1"),
-            ("SWITCHYARD__CHAT__TICKET_MAX_AGE_SECONDS", "1"),
-        ],
+        &[("SWITCHYARD__CHAT__TICKET_TTL_SECONDS", "1"), ("SWITCHYARD__CHAT__TICKET_MAX_AGE_SECONDS", "1")],
     ))
     .await;
     let t = ticket(&srv, "t", "u").await;
@@ -115,10 +91,7 @@ async fn an_unreachable_ticket_store_closes_with_4003() {
     let t = ticket(&srv, "t", "u").await;
     proxy.down();
     let mut socket = open(&srv, &format!("ticket={t}")).await;
-    assert_eq!(
-        socket.close_code().await,
-        (Some(4003), "Ticket auth not configured".to_string())
-    );
+    assert_eq!(socket.close_code().await, (Some(4003), "Ticket auth not configured".to_string()));
 }
 
 #[actix_rt::test]
@@ -133,24 +106,16 @@ async fn one_socket_per_ticket_among_1000(redis: bool) {
     let srv = chat_server(redis).await;
     let t = ticket(&srv, "t", "u").await;
     let attempts = (0..1000).map(|_| {
-        let url = srv
-            .url(&format!("/api/agent/ws?ticket={t}"))
-            .replacen("http://", "ws://", 1);
+        let url = srv.url(&format!("/api/agent/ws?ticket={t}")).replacen("http://", "ws://", 1);
         async move {
-            let client = awc::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .finish();
+            let client = awc::Client::builder().timeout(Duration::from_secs(60)).finish();
             let (_, mut framed) = client.ws(url).connect().await.expect("upgrade");
             // The admitted socket answers a ping; the others are closed with 4001.
-            let _ = framed
-                .send(ws::Message::Text(r#"{"type":"ping"}"#.into()))
-                .await;
+            let _ = framed.send(ws::Message::Text(r#"{"type":"ping"}"#.into())).await;
             loop {
                 match tokio::time::timeout(Duration::from_secs(30), framed.next()).await {
                     Ok(Some(Ok(ws::Frame::Text(_)))) => return Ok(()),
-                    Ok(Some(Ok(ws::Frame::Close(reason)))) => {
-                        return Err(reason.map(|r| u16::from(r.code)))
-                    }
+                    Ok(Some(Ok(ws::Frame::Close(reason)))) => return Err(reason.map(|r| u16::from(r.code))),
                     Ok(Some(Ok(_))) => continue,
                     other => panic!("unexpected {other:?}"),
                 }
@@ -175,11 +140,7 @@ async fn one_of_1000_concurrent_sockets_gets_in_with_the_ticket_actor() {
 
 #[actix_rt::test]
 async fn a_silent_client_is_closed_after_the_idle_timeout() {
-    let srv = TestServer::start_with(chat_options(
-        false,
-        &[("SWITCHYARD__CHAT__IDLE_TIMEOUT_SECONDS", "1")],
-    ))
-    .await;
+    let srv = TestServer::start_with(chat_options(false, &[("SWITCHYARD__CHAT__IDLE_TIMEOUT_SECONDS", "1")])).await;
     let mut socket = connect(&srv, "t", "u").await;
     // Read raw frames without answering the server's pings.
     let close = tokio::time::timeout(Duration::from_secs(5), async {
@@ -204,53 +165,29 @@ async fn a_silent_client_is_closed_after_the_idle_timeout() {
 async fn a_chat_streams_thinking_a_tool_call_text_and_done_in_order() {
     let srv = chat_server(true).await;
     let mut socket = connect(&srv, "t-1", "u-1").await;
-    socket
-        .send_json(json!({"type": "chat", "message": "What is Switchyard?"}))
-        .await;
+    socket.send_json(json!({"type": "chat", "message": "What is Switchyard?"})).await;
     let events = socket.events_until("done").await;
     assert_numbered(&events, 1);
     let kinds = types(&events);
     let first_tool = kinds.iter().position(|k| k == "tool_call_start").unwrap();
     let result = kinds.iter().position(|k| k == "tool_result").unwrap();
     let first_text = kinds.iter().position(|k| k == "text_delta").unwrap();
-    assert!(
-        kinds[..first_tool].iter().all(|k| k == "thinking_delta") && first_tool > 0,
-        "{kinds:?}"
-    );
+    assert!(kinds[..first_tool].iter().all(|k| k == "thinking_delta") && first_tool > 0, "{kinds:?}");
     assert!(first_tool < result && result < first_text, "{kinds:?}");
-    assert!(
-        kinds[first_text..kinds.len() - 1]
-            .iter()
-            .all(|k| k == "text_delta"),
-        "{kinds:?}"
-    );
-    assert_eq!(
-        events[first_tool]["metadata"]["tool_name"],
-        "search_knowledge_base"
-    );
-    assert_eq!(
-        events[first_tool]["metadata"]["tool_call_id"],
-        events[result]["metadata"]["tool_call_id"]
-    );
+    assert!(kinds[first_text..kinds.len() - 1].iter().all(|k| k == "text_delta"), "{kinds:?}");
+    assert_eq!(events[first_tool]["metadata"]["tool_name"], "search_knowledge_base");
+    assert_eq!(events[first_tool]["metadata"]["tool_call_id"], events[result]["metadata"]["tool_call_id"]);
     assert!(text_of(&events, "text_delta").contains("What is Switchyard?"));
     let done = events.last().unwrap();
     assert_eq!(done["metadata"]["message_count"], 2);
-    let conversation = done["metadata"]["conversation_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let conversation = done["metadata"]["conversation_id"].as_str().unwrap().to_string();
 
     // The same conversation continues; numbering continues on the connection.
-    socket
-        .send_json(json!({"type": "chat", "message": "And then?", "conversation_id": conversation}))
-        .await;
+    socket.send_json(json!({"type": "chat", "message": "And then?", "conversation_id": conversation})).await;
     let more = socket.events_until("done").await;
     assert_numbered(&more, events.len() as u64 + 1);
     assert_eq!(more.last().unwrap()["metadata"]["message_count"], 4);
-    assert_eq!(
-        more.last().unwrap()["metadata"]["conversation_id"],
-        conversation.as_str()
-    );
+    assert_eq!(more.last().unwrap()["metadata"]["conversation_id"], conversation.as_str());
     assert!(text_of(&more, "text_delta").contains("2 earlier messages"));
 }
 
@@ -268,37 +205,14 @@ async fn ping_gets_an_unnumbered_pong() {
 async fn bad_input_gets_an_error_event_and_the_socket_stays_open() {
     let srv = chat_server(false).await;
     let mut socket = connect(&srv, "t", "u").await;
-    let oversized = format!(
-        r#"{{"type":"chat","message":"{}"}}"#,
-        "x".repeat(1024 * 1024)
-    );
+    let oversized = format!(r#"{{"type":"chat","message":"{}"}}"#, "x".repeat(1024 * 1024));
     let cases: Vec<(String, &str, &str)> = vec![
         ("{not json".into(), "invalid_json", "Invalid JSON"),
-        (
-            r#"{"type":"dance"}"#.into(),
-            "validation_error",
-            "Unknown message type: dance",
-        ),
-        (
-            r#"{"message":"hi"}"#.into(),
-            "validation_error",
-            "type is required",
-        ),
-        (
-            r#"{"type":"chat","message":""}"#.into(),
-            "validation_error",
-            "must not be empty",
-        ),
-        (
-            r#"{"type":"chat","message":"  \n "}"#.into(),
-            "validation_error",
-            "must not be empty",
-        ),
-        (
-            r#"{"type":"chat"}"#.into(),
-            "validation_error",
-            "missing field `message`",
-        ),
+        (r#"{"type":"dance"}"#.into(), "validation_error", "Unknown message type: dance"),
+        (r#"{"message":"hi"}"#.into(), "validation_error", "type is required"),
+        (r#"{"type":"chat","message":""}"#.into(), "validation_error", "must not be empty"),
+        (r#"{"type":"chat","message":"  \n "}"#.into(), "validation_error", "must not be empty"),
+        (r#"{"type":"chat"}"#.into(), "validation_error", "missing field `message`"),
         (
             json!({"type": "chat", "message": "é".repeat(10_001)}).to_string(),
             "validation_error",
@@ -320,27 +234,15 @@ async fn bad_input_gets_an_error_event_and_the_socket_stays_open() {
         assert!(e["content"].as_str().unwrap().contains(needle), "{e}");
         errors.push(e);
     }
-    socket
-        .framed
-        .send(ws::Message::Binary(bytes("{}")))
-        .await
-        .unwrap();
+    socket.framed.send(ws::Message::Binary(bytes("{}"))).await.unwrap();
     let e = socket.event().await;
-    assert_eq!(
-        (e["type"].as_str(), e["error_type"].as_str()),
-        (Some("error"), Some("validation_error"))
-    );
+    assert_eq!((e["type"].as_str(), e["error_type"].as_str()), (Some("error"), Some("validation_error")));
     errors.push(e);
     assert_numbered(&errors, 1);
 
     // A message of exactly the limit is accepted.
-    socket
-        .send_json(json!({"type": "chat", "message": "é".repeat(10_000)}))
-        .await;
-    assert_eq!(
-        socket.events_until("done").await.last().unwrap()["type"],
-        "done"
-    );
+    socket.send_json(json!({"type": "chat", "message": "é".repeat(10_000)})).await;
+    assert_eq!(socket.events_until("done").await.last().unwrap()["type"], "done");
     socket.send_json(json!({"type": "ping"})).await;
     assert_eq!(socket.event().await, json!({"type": "pong"}));
 }
@@ -351,35 +253,15 @@ async fn fragmented_messages_are_assembled_and_limited_as_a_whole() {
     let srv = chat_server(false).await;
     let mut socket = connect(&srv, "t", "u").await;
     let parts = [r#"{"type":"#, r#""chat","mess"#, r#"age":"in pieces"}"#];
-    socket
-        .framed
-        .send(ws::Message::Continuation(Item::FirstText(bytes(parts[0]))))
-        .await
-        .unwrap();
-    socket
-        .framed
-        .send(ws::Message::Continuation(Item::Continue(bytes(parts[1]))))
-        .await
-        .unwrap();
-    socket
-        .framed
-        .send(ws::Message::Continuation(Item::Last(bytes(parts[2]))))
-        .await
-        .unwrap();
+    socket.framed.send(ws::Message::Continuation(Item::FirstText(bytes(parts[0])))).await.unwrap();
+    socket.framed.send(ws::Message::Continuation(Item::Continue(bytes(parts[1])))).await.unwrap();
+    socket.framed.send(ws::Message::Continuation(Item::Last(bytes(parts[2])))).await.unwrap();
     let events = socket.events_until("done").await;
     assert!(text_of(&events, "text_delta").contains("in pieces"));
 
     let half = "y".repeat(600 * 1024);
-    socket
-        .framed
-        .send(ws::Message::Continuation(Item::FirstText(bytes(&half))))
-        .await
-        .unwrap();
-    socket
-        .framed
-        .send(ws::Message::Continuation(Item::Last(bytes(&half))))
-        .await
-        .unwrap();
+    socket.framed.send(ws::Message::Continuation(Item::FirstText(bytes(&half)))).await.unwrap();
+    socket.framed.send(ws::Message::Continuation(Item::Last(bytes(&half)))).await.unwrap();
     let e = socket.event().await;
     assert_eq!(e["error_type"], "message_too_large", "{e}");
     socket.send_json(json!({"type": "ping"})).await;
@@ -392,29 +274,18 @@ async fn a_frame_over_the_hard_limit_closes_with_1009() {
     let mut socket = connect(&srv, "t", "u").await;
     socket.send_text("z".repeat(4 * 1024 * 1024 + 1)).await;
     let e = socket.event().await;
-    assert_eq!(
-        (e["type"].as_str(), e["error_type"].as_str()),
-        (Some("error"), Some("fatal"))
-    );
+    assert_eq!((e["type"].as_str(), e["error_type"].as_str()), (Some("error"), Some("fatal")));
     assert_eq!(socket.close_code().await.0, Some(1009));
 }
 
 async fn delete_request(socket: &mut ChatSocket) -> (Vec<Value>, String) {
-    socket
-        .send_json(json!({"type": "chat", "message": "Please delete report.pdf"}))
-        .await;
+    socket.send_json(json!({"type": "chat", "message": "Please delete report.pdf"})).await;
     let events = socket.events_until("confirmation_required").await;
     let ask = events.last().unwrap();
     assert_eq!(ask["metadata"]["risk_level"], "high");
     assert!(ask["content"].as_str().unwrap().contains("report.pdf"));
-    let op = ask["metadata"]["operation_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert!(
-        !types(&events).contains(&"tool_call_start".to_string()),
-        "nothing runs before the answer"
-    );
+    let op = ask["metadata"]["operation_id"].as_str().unwrap().to_string();
+    assert!(!types(&events).contains(&"tool_call_start".to_string()), "nothing runs before the answer");
     (events, op)
 }
 
@@ -423,13 +294,9 @@ async fn a_risky_operation_runs_only_after_confirmation() {
     let srv = chat_server(false).await;
     let mut socket = connect(&srv, "t", "u").await;
     let (asked, op) = delete_request(&mut socket).await;
-    socket
-        .send_json(json!({"type": "confirm", "operation_id": "op_other", "confirmed": true}))
-        .await;
+    socket.send_json(json!({"type": "confirm", "operation_id": "op_other", "confirmed": true})).await;
     assert_eq!(socket.event().await["error_type"], "validation_error");
-    socket
-        .send_json(json!({"type": "confirm", "operation_id": op, "confirmed": true}))
-        .await;
+    socket.send_json(json!({"type": "confirm", "operation_id": op, "confirmed": true})).await;
     let rest = socket.events_until("done").await;
     let kinds = types(&rest);
     assert_eq!(kinds[0], "tool_call_start", "{kinds:?}");
@@ -444,20 +311,12 @@ async fn a_declined_operation_does_not_run() {
     let srv = chat_server(false).await;
     let mut socket = connect(&srv, "t", "u").await;
     let (_, op) = delete_request(&mut socket).await;
-    socket
-        .send_json(json!({"type": "confirm", "operation_id": op, "confirmed": false}))
-        .await;
+    socket.send_json(json!({"type": "confirm", "operation_id": op, "confirmed": false})).await;
     let rest = socket.events_until("done").await;
     assert!(!types(&rest).contains(&"tool_call_start".to_string()));
     assert!(text_of(&rest, "text_delta").contains("did not delete"));
-    socket
-        .send_json(json!({"type": "confirm", "operation_id": op, "confirmed": true}))
-        .await;
-    assert_eq!(
-        socket.event().await["error_type"],
-        "validation_error",
-        "an answer counts once"
-    );
+    socket.send_json(json!({"type": "confirm", "operation_id": op, "confirmed": true})).await;
+    assert_eq!(socket.event().await["error_type"], "validation_error", "an answer counts once");
 }
 
 fn slow_server_options(redis: bool) -> Options {
@@ -468,9 +327,7 @@ fn slow_server_options(redis: bool) -> Options {
 async fn cancel_stops_the_answer() {
     let srv = TestServer::start_with(slow_server_options(false)).await;
     let mut socket = connect(&srv, "t", "u").await;
-    socket
-        .send_json(json!({"type": "chat", "message": "a long answer please"}))
-        .await;
+    socket.send_json(json!({"type": "chat", "message": "a long answer please"})).await;
     let first = socket.event().await;
     assert_eq!(first["type"], "thinking_delta");
     socket.send_json(json!({"type": "cancel"})).await;
@@ -479,39 +336,25 @@ async fn cancel_stops_the_answer() {
     assert_eq!(events.last().unwrap()["metadata"]["reason"], "user");
     tokio::time::sleep(Duration::from_millis(300)).await;
     socket.send_json(json!({"type": "ping"})).await;
-    assert_eq!(
-        socket.event().await,
-        json!({"type": "pong"}),
-        "the turn sent nothing more"
-    );
+    assert_eq!(socket.event().await, json!({"type": "pong"}), "the turn sent nothing more");
     socket.send_json(json!({"type": "cancel"})).await;
-    assert_eq!(
-        socket.event().await["metadata"]["reason"],
-        "nothing_running"
-    );
+    assert_eq!(socket.event().await["metadata"]["reason"], "nothing_running");
 }
 
 #[actix_rt::test]
 async fn a_new_chat_cancels_the_one_in_progress() {
     let srv = TestServer::start_with(slow_server_options(false)).await;
     let mut socket = connect(&srv, "t", "u").await;
-    socket
-        .send_json(json!({"type": "chat", "message": "first question"}))
-        .await;
+    socket.send_json(json!({"type": "chat", "message": "first question"})).await;
     let first = socket.event().await;
     assert_eq!(first["type"], "thinking_delta");
-    socket
-        .send_json(json!({"type": "chat", "message": "second question"}))
-        .await;
+    socket.send_json(json!({"type": "chat", "message": "second question"})).await;
     let mut before = vec![first];
     before.extend(socket.events_until("cancelled").await);
     assert_eq!(before.last().unwrap()["metadata"]["reason"], "superseded");
     let after = socket.events_until("done").await;
     let text = text_of(&after, "text_delta");
-    assert!(
-        text.contains("second question") && !text.contains("first question"),
-        "{text}"
-    );
+    assert!(text.contains("second question") && !text.contains("first question"), "{text}");
     let mut all = before.clone();
     all.extend(after);
     assert_numbered(&all, 1);

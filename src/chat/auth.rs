@@ -12,11 +12,7 @@ use crate::state::AppState;
 
 /// The identity of development mode (`REQUIRE_AUTH=false`).
 pub fn dev_identity() -> ChatIdentity {
-    ChatIdentity {
-        tenant_id: "dev-tenant".into(),
-        user_id: "dev-user".into(),
-        session_id: "dev-session".into(),
-    }
+    ChatIdentity { tenant_id: "dev-tenant".into(), user_id: "dev-user".into(), session_id: "dev-session".into() }
 }
 
 /// Verifies an `Authorization` header value into an identity; the error texts are the contract's.
@@ -27,17 +23,10 @@ pub async fn identity_from_header(
 ) -> Result<ChatIdentity, ChatError> {
     let token = bearer_token(header).map_err(|e| ChatError::Unauthorized(e.to_string()))?;
     let Some(verifier) = verifier else {
-        return Err(ChatError::Unauthorized(
-            JwtError::Invalid("no JWT key configured".into()).to_string(),
-        ));
+        return Err(ChatError::Unauthorized(JwtError::Invalid("no JWT key configured".into()).to_string()));
     };
-    let claims = verifier
-        .verify(token)
-        .await
-        .map_err(|e| ChatError::Unauthorized(e.to_string()))?;
-    claims
-        .identity(verifier.settings())
-        .map_err(|e| ChatError::Unauthorized(e.to_string()))
+    let claims = verifier.verify(token).await.map_err(|e| ChatError::Unauthorized(e.to_string()))?;
+    claims.identity(verifier.settings()).map_err(|e| ChatError::Unauthorized(e.to_string()))
 }
 
 /// Extractor: the caller's identity. Put it first so nothing else is looked at before the caller is
@@ -50,13 +39,9 @@ impl FromRequest for ChatUser {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
-        let header = req
-            .headers()
-            .get(AUTHORIZATION)
-            .map(|v| v.to_str().map(str::to_string));
+        let header = req.headers().get(AUTHORIZATION).map(|v| v.to_str().map(str::to_string));
         Box::pin(async move {
-            let state =
-                state.ok_or_else(|| ChatError::Internal("application state missing".into()))?;
+            let state = state.ok_or_else(|| ChatError::Internal("application state missing".into()))?;
             if !state.chat.settings.require_auth {
                 return Ok(ChatUser(dev_identity()));
             }
@@ -66,9 +51,7 @@ impl FromRequest for ChatUser {
                 // A header that is not visible ASCII cannot be `Bearer <token>`.
                 Some(Err(_)) => Some("?".to_string()),
             };
-            identity_from_header(state.chat.jwt.as_ref(), header.as_deref())
-                .await
-                .map(ChatUser)
+            identity_from_header(state.chat.jwt.as_ref(), header.as_deref()).await.map(ChatUser)
         })
     }
 }

@@ -15,10 +15,7 @@ use crate::state::AppState;
 const MESSAGES_LIMIT: i64 = 1000;
 
 fn owner(user: &ChatUser) -> Owner<'_> {
-    Owner {
-        tenant_id: &user.0.tenant_id,
-        user_id: &user.0.user_id,
-    }
+    Owner { tenant_id: &user.0.tenant_id, user_id: &user.0.user_id }
 }
 
 fn summary(row: &ConversationRow) -> Value {
@@ -38,18 +35,12 @@ fn number(req: &HttpRequest, name: &str, default: i64, max: i64) -> Result<i64, 
             .parse::<i64>()
             .ok()
             .filter(|n| (0..=max).contains(n))
-            .ok_or_else(|| {
-                ChatError::BadRequest(format!("{name} must be a number from 0 to {max}"))
-            }),
+            .ok_or_else(|| ChatError::BadRequest(format!("{name} must be a number from 0 to {max}"))),
     }
 }
 
 /// `GET /api/agent/conversations?limit=50&offset=0`: the caller's conversations, latest first.
-pub async fn list(
-    user: ChatUser,
-    req: HttpRequest,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ChatError> {
+pub async fn list(user: ChatUser, req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ChatError> {
     let limit = number(&req, "limit", 50, 200)?;
     let offset = number(&req, "offset", 0, i64::from(i32::MAX))?;
     let rows = repo::list(&state.chat.db, owner(&user), offset, limit).await?;
@@ -58,18 +49,11 @@ pub async fn list(
 }
 
 /// `GET /api/agent/conversations/{id}`: one conversation with its messages.
-pub async fn get(
-    user: ChatUser,
-    id: web::Path<String>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ChatError> {
+pub async fn get(user: ChatUser, id: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ChatError> {
     let db = &state.chat.db;
-    let row = repo::get(db, owner(&user), &id)
-        .await?
-        .ok_or(ChatError::ConversationNotFound)?;
-    let messages = repo::messages(db, owner(&user), &id, MESSAGES_LIMIT)
-        .await?
-        .ok_or(ChatError::ConversationNotFound)?;
+    let row = repo::get(db, owner(&user), &id).await?.ok_or(ChatError::ConversationNotFound)?;
+    let messages =
+        repo::messages(db, owner(&user), &id, MESSAGES_LIMIT).await?.ok_or(ChatError::ConversationNotFound)?;
     let mut body = summary(&row);
     body["messages"] = messages
         .iter()

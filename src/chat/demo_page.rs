@@ -14,21 +14,14 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; connect-src 'self' ws
      img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'";
 
 /// `GET /chat-demo` and `GET /chat-demo/{path}`.
-pub async fn serve(
-    state: web::Data<AppState>,
-    path: Option<web::Path<String>>,
-) -> Result<HttpResponse, ChatError> {
+pub async fn serve(state: web::Data<AppState>, path: Option<web::Path<String>>) -> Result<HttpResponse, ChatError> {
     let web_dir = state.chat.settings.web_dir.clone();
     if web_dir.is_empty() {
         return Err(ChatError::DemoNotBuilt);
     }
     let requested = path.map(|p| p.into_inner()).unwrap_or_default();
     let relative = safe_relative(&requested).ok_or(ChatError::DemoNotBuilt)?;
-    let relative = if relative.as_os_str().is_empty() {
-        PathBuf::from("index.html")
-    } else {
-        relative
-    };
+    let relative = if relative.as_os_str().is_empty() { PathBuf::from("index.html") } else { relative };
     let file = Path::new(&web_dir).join(&relative);
     let content_type = content_type(&relative);
     let body = web::block(move || std::fs::read(file))
@@ -36,11 +29,7 @@ pub async fn serve(
         .map_err(|e| ChatError::Internal(e.to_string()))?
         .map_err(|_| ChatError::DemoNotBuilt)?;
     // Vite names assets by content hash: they never change; the page itself always revalidates.
-    let cache = if relative.starts_with("assets") {
-        "public, max-age=31536000, immutable"
-    } else {
-        "no-cache"
-    };
+    let cache = if relative.starts_with("assets") { "public, max-age=31536000, immutable" } else { "no-cache" };
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, content_type))
         .insert_header((header::CACHE_CONTROL, cache))
@@ -90,17 +79,11 @@ mod tests {
     #[test]
     fn only_plain_relative_paths_are_served() {
         assert_eq!(safe_relative(""), Some(PathBuf::new()));
-        assert_eq!(
-            safe_relative("assets/a.js"),
-            Some(PathBuf::from("assets/a.js"))
-        );
+        assert_eq!(safe_relative("assets/a.js"), Some(PathBuf::from("assets/a.js")));
         assert_eq!(safe_relative("../secret"), None);
         assert_eq!(safe_relative("assets/../../x"), None);
         assert_eq!(safe_relative("/etc/passwd"), None);
         assert_eq!(safe_relative(".env"), None);
-        assert_eq!(
-            content_type(Path::new("index.html")),
-            "text/html; charset=utf-8"
-        );
+        assert_eq!(content_type(Path::new("index.html")), "text/html; charset=utf-8");
     }
 }

@@ -57,9 +57,9 @@ impl ResponseError for ChatError {
             ChatError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ChatError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ChatError::ConversationNotFound | ChatError::DemoNotBuilt => StatusCode::NOT_FOUND,
-            ChatError::TicketStoreUnavailable
-            | ChatError::TicketStoreFull
-            | ChatError::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ChatError::TicketStoreUnavailable | ChatError::TicketStoreFull | ChatError::DatabaseUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ChatError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -94,7 +94,6 @@ where
             ChatError::BadRequest(format!("Invalid value for '{path}': {inner}"))
         }
     })?;
-    de.end()
-        .map_err(|e| ChatError::BadRequest(format!("Malformed JSON: {e}")))?;
+    de.end().map_err(|e| ChatError::BadRequest(format!("Malformed JSON: {e}")))?;
     Ok(value)
 }

@@ -49,12 +49,9 @@ impl ChatState {
         redis: Option<&deadpool_redis::Pool>,
     ) -> Result<ChatState, ConfigError> {
         let settings = config.chat.clone();
-        let invalid = |source_name: &str, message: String| ConfigError::Invalid {
-            source_name: source_name.to_string(),
-            message,
-        };
-        let jwt =
-            JwtVerifier::from_settings(&config.jwt).map_err(|e| invalid(e.setting, e.message))?;
+        let invalid =
+            |source_name: &str, message: String| ConfigError::Invalid { source_name: source_name.to_string(), message };
+        let jwt = JwtVerifier::from_settings(&config.jwt).map_err(|e| invalid(e.setting, e.message))?;
         if !settings.require_auth {
             tracing::warn!(
                 "!!! chat.require_auth is false (REQUIRE_AUTH=false): DEVELOPMENT MODE. No JWT is \
@@ -67,12 +64,8 @@ impl ChatState {
         }
         let store: Arc<dyn TicketStore> = match settings.ticket_store_kind(redis.is_some()) {
             TicketStoreKind::Redis => {
-                let pool = redis.ok_or_else(|| {
-                    invalid(
-                        "chat.ticket_store",
-                        "is redis, but redis.url is not set".into(),
-                    )
-                })?;
+                let pool =
+                    redis.ok_or_else(|| invalid("chat.ticket_store", "is redis, but redis.url is not set".into()))?;
                 Arc::new(RedisTicketStore::new(
                     pool.clone(),
                     Duration::from_millis(config.redis.timeout_ms),
@@ -87,18 +80,9 @@ impl ChatState {
             Duration::from_secs(settings.ticket_ttl_seconds),
             Duration::from_secs(settings.ticket_max_age_seconds),
         );
-        let orchestrator = orchestrator::from_settings(&settings)
-            .map_err(|message| invalid("chat.orchestrator_url", message))?;
-        tracing::info!(
-            orchestrator = orchestrator.name(),
-            "chat orchestrator ready"
-        );
-        Ok(ChatState {
-            orchestrator,
-            settings: Arc::new(settings),
-            jwt,
-            tickets,
-            db: db.clone(),
-        })
+        let orchestrator =
+            orchestrator::from_settings(&settings).map_err(|message| invalid("chat.orchestrator_url", message))?;
+        tracing::info!(orchestrator = orchestrator.name(), "chat orchestrator ready");
+        Ok(ChatState { orchestrator, settings: Arc::new(settings), jwt, tickets, db: db.clone() })
     }
 }

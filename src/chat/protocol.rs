@@ -8,15 +8,9 @@ use serde_json::{json, Value};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientMessage {
     /// Ask something; a new chat cancels the one in progress.
-    Chat {
-        message: String,
-        conversation_id: Option<String>,
-    },
+    Chat { message: String, conversation_id: Option<String> },
     /// Answer a `confirmation_required` event.
-    Confirm {
-        operation_id: String,
-        confirmed: bool,
-    },
+    Confirm { operation_id: String, confirmed: bool },
     /// Stop the answer in progress.
     Cancel,
     /// Keep-alive; answered with `pong`.
@@ -57,45 +51,31 @@ struct ConfirmFields {
 
 /// Parses one text frame. Unknown fields are ignored so that clients may add their own (e.g. an id).
 pub fn parse_client_message(text: &str) -> Result<ClientMessage, ClientError> {
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| ClientError::InvalidJson(format!("Invalid JSON: {e}")))?;
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| ClientError::InvalidJson(format!("Invalid JSON: {e}")))?;
     let Some(object) = value.as_object() else {
-        return Err(ClientError::Validation(
-            "A message must be a JSON object with a type".into(),
-        ));
+        return Err(ClientError::Validation("A message must be a JSON object with a type".into()));
     };
     let kind = match object.get("type") {
         Some(Value::String(kind)) => kind.as_str(),
         Some(_) => return Err(ClientError::Validation("type must be a string".into())),
         None => return Err(ClientError::Validation("Message type is required".into())),
     };
-    let fields = |what: &str, e: serde_json::Error| {
-        ClientError::Validation(format!("Invalid {what} message: {e}"))
-    };
+    let fields = |what: &str, e: serde_json::Error| ClientError::Validation(format!("Invalid {what} message: {e}"));
     match kind {
         "chat" => {
-            let f: ChatFields =
-                serde_json::from_value(value.clone()).map_err(|e| fields("chat", e))?;
-            Ok(ClientMessage::Chat {
-                message: f.message,
-                conversation_id: f.conversation_id.filter(|c| !c.is_empty()),
-            })
+            let f: ChatFields = serde_json::from_value(value.clone()).map_err(|e| fields("chat", e))?;
+            Ok(ClientMessage::Chat { message: f.message, conversation_id: f.conversation_id.filter(|c| !c.is_empty()) })
         }
         "confirm" => {
-            let f: ConfirmFields =
-                serde_json::from_value(value.clone()).map_err(|e| fields("confirm", e))?;
-            Ok(ClientMessage::Confirm {
-                operation_id: f.operation_id,
-                confirmed: f.confirmed,
-            })
+            let f: ConfirmFields = serde_json::from_value(value.clone()).map_err(|e| fields("confirm", e))?;
+            Ok(ClientMessage::Confirm { operation_id: f.operation_id, confirmed: f.confirmed })
         }
         "cancel" => Ok(ClientMessage::Cancel),
         "ping" => Ok(ClientMessage::Ping),
         other => {
             let shown: String = other.chars().take(40).collect();
-            Err(ClientError::Validation(format!(
-                "Unknown message type: {shown}"
-            )))
+            Err(ClientError::Validation(format!("Unknown message type: {shown}")))
         }
     }
 }
@@ -206,26 +186,13 @@ impl AgentEvent {
     pub fn into_wire(self, sequence: u64, event_id: String) -> ServerEvent {
         let kind = self.kind().to_string();
         let (content, metadata, error_type) = match self {
-            AgentEvent::TextDelta(text) | AgentEvent::ThinkingDelta(text) => {
-                (Some(text), None, None)
-            }
-            AgentEvent::ToolCallStart {
-                tool_call_id,
-                tool_name,
-                arguments,
-            } => (
+            AgentEvent::TextDelta(text) | AgentEvent::ThinkingDelta(text) => (Some(text), None, None),
+            AgentEvent::ToolCallStart { tool_call_id, tool_name, arguments } => (
                 Some(tool_name.clone()),
-                Some(
-                    json!({ "tool_call_id": tool_call_id, "tool_name": tool_name, "arguments": arguments }),
-                ),
+                Some(json!({ "tool_call_id": tool_call_id, "tool_name": tool_name, "arguments": arguments })),
                 None,
             ),
-            AgentEvent::ToolResult {
-                tool_call_id,
-                tool_name,
-                result,
-                is_error,
-            } => (
+            AgentEvent::ToolResult { tool_call_id, tool_name, result, is_error } => (
                 Some(match &result {
                     Value::String(s) => s.clone(),
                     other => other.to_string(),
@@ -235,99 +202,52 @@ impl AgentEvent {
                 ),
                 None,
             ),
-            AgentEvent::ConfirmationRequired {
-                operation_id,
-                risk_level,
-                message,
-                details,
-            } => (
+            AgentEvent::ConfirmationRequired { operation_id, risk_level, message, details } => (
                 Some(message),
-                Some(
-                    json!({ "operation_id": operation_id, "risk_level": risk_level, "details": details }),
-                ),
+                Some(json!({ "operation_id": operation_id, "risk_level": risk_level, "details": details })),
                 None,
             ),
-            AgentEvent::Done {
-                conversation_id,
-                message_count,
-            } => (
-                None,
-                Some(json!({ "conversation_id": conversation_id, "message_count": message_count })),
-                None,
-            ),
-            AgentEvent::Error {
-                error_type,
-                message,
-            } => (Some(message), None, Some(error_type)),
-            AgentEvent::Cancelled { reason } => (
-                Some("Cancelled".to_string()),
-                Some(json!({ "reason": reason })),
-                None,
-            ),
+            AgentEvent::Done { conversation_id, message_count } => {
+                (None, Some(json!({ "conversation_id": conversation_id, "message_count": message_count })), None)
+            }
+            AgentEvent::Error { error_type, message } => (Some(message), None, Some(error_type)),
+            AgentEvent::Cancelled { reason } => {
+                (Some("Cancelled".to_string()), Some(json!({ "reason": reason })), None)
+            }
         };
-        ServerEvent {
-            kind,
-            content,
-            metadata,
-            error_type,
-            sequence: Some(sequence),
-            event_id: Some(event_id),
-        }
+        ServerEvent { kind, content, metadata, error_type, sequence: Some(sequence), event_id: Some(event_id) }
     }
 
     /// Reads an event an upstream agent streamed (the wire shape, unnumbered). `done` and unknown
     /// types are `None`: the relay decides when a turn ends.
     pub fn from_upstream(value: &Value) -> Option<AgentEvent> {
         let kind = value.get("type")?.as_str()?;
-        let content = value
-            .get("content")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
+        let content = value.get("content").and_then(Value::as_str).unwrap_or_default().to_string();
         let meta = value.get("metadata").cloned().unwrap_or(Value::Null);
-        let text = |key: &str| {
-            meta.get(key)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        };
+        let text = |key: &str| meta.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
         Some(match kind {
             "text_delta" => AgentEvent::TextDelta(content),
             "thinking_delta" => AgentEvent::ThinkingDelta(content),
             "tool_call_start" => AgentEvent::ToolCallStart {
                 tool_call_id: text("tool_call_id"),
-                tool_name: Some(text("tool_name"))
-                    .filter(|n| !n.is_empty())
-                    .unwrap_or(content),
+                tool_name: Some(text("tool_name")).filter(|n| !n.is_empty()).unwrap_or(content),
                 arguments: meta.get("arguments").cloned().unwrap_or(Value::Null),
             },
             "tool_result" => AgentEvent::ToolResult {
                 tool_call_id: text("tool_call_id"),
                 tool_name: text("tool_name"),
-                result: meta
-                    .get("result")
-                    .cloned()
-                    .unwrap_or(Value::String(content)),
-                is_error: meta
-                    .get("is_error")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false),
+                result: meta.get("result").cloned().unwrap_or(Value::String(content)),
+                is_error: meta.get("is_error").and_then(Value::as_bool).unwrap_or(false),
             },
             "confirmation_required" => AgentEvent::ConfirmationRequired {
                 operation_id: text("operation_id"),
-                risk_level: Some(text("risk_level"))
-                    .filter(|r| !r.is_empty())
-                    .unwrap_or_else(|| "high".into()),
+                risk_level: Some(text("risk_level")).filter(|r| !r.is_empty()).unwrap_or_else(|| "high".into()),
                 message: content,
                 details: meta.get("details").cloned().unwrap_or(Value::Null),
             },
             "error" => AgentEvent::Error {
                 error_type: ErrorType::Recoverable,
-                message: if content.is_empty() {
-                    "The assistant reported an error".into()
-                } else {
-                    content
-                },
+                message: if content.is_empty() { "The assistant reported an error".into() } else { content },
             },
             _ => return None,
         })
@@ -342,33 +262,18 @@ mod tests {
     fn parses_each_client_message() {
         assert_eq!(
             parse_client_message(r#"{"type":"chat","message":"hi","conversation_id":"c"}"#),
-            Ok(ClientMessage::Chat {
-                message: "hi".into(),
-                conversation_id: Some("c".into())
-            })
+            Ok(ClientMessage::Chat { message: "hi".into(), conversation_id: Some("c".into()) })
         );
         assert_eq!(
             parse_client_message(r#"{"type":"chat","message":"hi","conversation_id":null,"x":1}"#),
-            Ok(ClientMessage::Chat {
-                message: "hi".into(),
-                conversation_id: None
-            })
+            Ok(ClientMessage::Chat { message: "hi".into(), conversation_id: None })
         );
         assert_eq!(
             parse_client_message(r#"{"type":"confirm","operation_id":"o","confirmed":false}"#),
-            Ok(ClientMessage::Confirm {
-                operation_id: "o".into(),
-                confirmed: false
-            })
+            Ok(ClientMessage::Confirm { operation_id: "o".into(), confirmed: false })
         );
-        assert_eq!(
-            parse_client_message(r#"{"type":"cancel"}"#),
-            Ok(ClientMessage::Cancel)
-        );
-        assert_eq!(
-            parse_client_message(r#"{"type":"ping"}"#),
-            Ok(ClientMessage::Ping)
-        );
+        assert_eq!(parse_client_message(r#"{"type":"cancel"}"#), Ok(ClientMessage::Cancel));
+        assert_eq!(parse_client_message(r#"{"type":"ping"}"#), Ok(ClientMessage::Ping));
     }
 
     #[test]
@@ -379,10 +284,7 @@ mod tests {
         assert_eq!(kind(r#"{"message":"x"}"#), ErrorType::ValidationError);
         assert_eq!(kind(r#"{"type":"dance"}"#), ErrorType::ValidationError);
         assert_eq!(kind(r#"{"type":"chat"}"#), ErrorType::ValidationError);
-        assert_eq!(
-            kind(r#"{"type":"confirm","operation_id":"o"}"#),
-            ErrorType::ValidationError
-        );
+        assert_eq!(kind(r#"{"type":"confirm","operation_id":"o"}"#), ErrorType::ValidationError);
         assert!(parse_client_message(r#"{"type":"dance"}"#)
             .unwrap_err()
             .to_string()
@@ -391,20 +293,13 @@ mod tests {
 
     #[test]
     fn wire_shapes() {
-        let e = AgentEvent::Done {
-            conversation_id: "c".into(),
-            message_count: 2,
-        }
-        .into_wire(7, "e".into());
+        let e = AgentEvent::Done { conversation_id: "c".into(), message_count: 2 }.into_wire(7, "e".into());
         assert_eq!(
             serde_json::to_value(&e).unwrap(),
             json!({"type":"done","metadata":{"conversation_id":"c","message_count":2},"sequence":7,"event_id":"e"})
         );
-        let e = AgentEvent::Error {
-            error_type: ErrorType::MessageTooLarge,
-            message: "big".into(),
-        }
-        .into_wire(1, "x".into());
+        let e = AgentEvent::Error { error_type: ErrorType::MessageTooLarge, message: "big".into() }
+            .into_wire(1, "x".into());
         assert_eq!(
             serde_json::to_value(&e).unwrap(),
             json!({"type":"error","content":"big","error_type":"message_too_large","sequence":1,"event_id":"x"})
@@ -417,11 +312,7 @@ mod tests {
         let events = [
             AgentEvent::TextDelta("a".into()),
             AgentEvent::ThinkingDelta("b".into()),
-            AgentEvent::ToolCallStart {
-                tool_call_id: "t".into(),
-                tool_name: "n".into(),
-                arguments: json!({"q": 1}),
-            },
+            AgentEvent::ToolCallStart { tool_call_id: "t".into(), tool_name: "n".into(), arguments: json!({"q": 1}) },
             AgentEvent::ToolResult {
                 tool_call_id: "t".into(),
                 tool_name: "n".into(),

@@ -14,20 +14,14 @@ use crate::state::AppState;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/api/agent/ticket").route(web::post().to(issue_ticket)))
         .service(web::resource("/api/agent/ws").route(web::get().to(super::socket::connect)))
-        .service(
-            web::resource("/api/agent/conversations")
-                .route(web::get().to(super::conversations::list)),
-        )
+        .service(web::resource("/api/agent/conversations").route(web::get().to(super::conversations::list)))
         .service(
             web::resource("/api/agent/conversations/{id}")
                 .route(web::get().to(super::conversations::get))
                 .route(web::delete().to(super::conversations::delete)),
         )
         .route("/chat-demo", web::get().to(super::demo_page::serve))
-        .route(
-            "/chat-demo/{path:.*}",
-            web::get().to(super::demo_page::serve),
-        );
+        .route("/chat-demo/{path:.*}", web::get().to(super::demo_page::serve));
 }
 
 /// Body of `POST /api/agent/ticket` (optional).
@@ -39,27 +33,16 @@ struct TicketRequest {
 
 /// `POST /api/agent/ticket`: exchanges the user's JWT for a one-time WebSocket ticket, optionally
 /// bound to one of the user's conversations (404 if it is not theirs).
-async fn issue_ticket(
-    user: ChatUser,
-    state: web::Data<AppState>,
-    body: web::Bytes,
-) -> Result<HttpResponse, ChatError> {
+async fn issue_ticket(user: ChatUser, state: web::Data<AppState>, body: web::Bytes) -> Result<HttpResponse, ChatError> {
     let request: TicketRequest = parse_optional_json(&body)?;
     let chat = &state.chat;
     if let Some(id) = &request.conversation_id {
-        let owner = Owner {
-            tenant_id: &user.0.tenant_id,
-            user_id: &user.0.user_id,
-        };
+        let owner = Owner { tenant_id: &user.0.tenant_id, user_id: &user.0.user_id };
         if conversations::get(&chat.db, owner, id).await?.is_none() {
             return Err(ChatError::ConversationNotFound);
         }
     }
-    let issued = chat
-        .tickets
-        .issue(&user.0, request.conversation_id)
-        .await
-        .map_err(ticket_error)?;
+    let issued = chat.tickets.issue(&user.0, request.conversation_id).await.map_err(ticket_error)?;
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(json!({ "ticket": issued.ticket, "expires_in": issued.expires_in })))

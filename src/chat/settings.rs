@@ -60,11 +60,7 @@ impl ChatSettings {
 
     /// Checks the section; the error is (setting, message). The production profile refuses the
     /// development mode, so that a forgotten REQUIRE_AUTH=false can never reach real users.
-    pub fn check(
-        &self,
-        profile: Option<&str>,
-        redis_configured: bool,
-    ) -> Result<(), (&'static str, String)> {
+    pub fn check(&self, profile: Option<&str>, redis_configured: bool) -> Result<(), (&'static str, String)> {
         if !self.require_auth && profile == Some("production") {
             return Err((
                 "chat.require_auth",
@@ -74,25 +70,16 @@ impl ChatSettings {
             ));
         }
         if !["auto", "redis", "memory"].contains(&self.ticket_store.as_str()) {
-            return Err((
-                "chat.ticket_store",
-                format!("'{}' must be auto, redis or memory", self.ticket_store),
-            ));
+            return Err(("chat.ticket_store", format!("'{}' must be auto, redis or memory", self.ticket_store)));
         }
         if self.ticket_store == "redis" && !redis_configured {
-            return Err((
-                "chat.ticket_store",
-                "is redis, but redis.url is not set".into(),
-            ));
+            return Err(("chat.ticket_store", "is redis, but redis.url is not set".into()));
         }
         if self.ticket_ttl_seconds == 0 {
             return Err(("chat.ticket_ttl_seconds", "must be at least 1".into()));
         }
         if self.ticket_max_age_seconds < self.ticket_ttl_seconds {
-            return Err((
-                "chat.ticket_max_age_seconds",
-                "must be at least chat.ticket_ttl_seconds".into(),
-            ));
+            return Err(("chat.ticket_max_age_seconds", "must be at least chat.ticket_ttl_seconds".into()));
         }
         if self.max_frame_bytes < 1024 {
             return Err(("chat.max_frame_bytes", "must be at least 1024".into()));
@@ -114,18 +101,10 @@ impl ChatSettings {
                     ));
                 }
             }
-            other => {
-                return Err((
-                    "chat.orchestrator",
-                    format!("'{other}' must be demo or http"),
-                ))
-            }
+            other => return Err(("chat.orchestrator", format!("'{other}' must be demo or http"))),
         }
         if self.orchestrator_timeout_seconds == 0 {
-            return Err((
-                "chat.orchestrator_timeout_seconds",
-                "must be at least 1".into(),
-            ));
+            return Err(("chat.orchestrator_timeout_seconds", "must be at least 1".into()));
         }
         Ok(())
     }

@@ -37,16 +37,11 @@ pub async fn connect(
     let presented = query_param(req.query_string(), "ticket").unwrap_or_default();
     let grant = chat.tickets.consume(&presented).await;
     drop(presented);
-    let hard_limit = chat
-        .settings
-        .max_frame_bytes
-        .saturating_mul(HARD_LIMIT_FACTOR);
+    let hard_limit = chat.settings.max_frame_bytes.saturating_mul(HARD_LIMIT_FACTOR);
     match grant {
         Ok(grant) => {
             tracing::info!(tenant = %grant.tenant_id, user = %grant.user_id, "chat socket opened");
-            ws::WsResponseBuilder::new(ChatSocket::new(chat, grant), &req, stream)
-                .frame_size(hard_limit)
-                .start()
+            ws::WsResponseBuilder::new(ChatSocket::new(chat, grant), &req, stream).frame_size(hard_limit).start()
         }
         Err(e) => {
             let reason = match e {
@@ -135,19 +130,8 @@ impl ChatSocket {
         ctx.text(wire.to_text());
     }
 
-    fn error(
-        &mut self,
-        error_type: ErrorType,
-        message: String,
-        ctx: &mut ws::WebsocketContext<Self>,
-    ) {
-        self.send(
-            AgentEvent::Error {
-                error_type,
-                message,
-            },
-            ctx,
-        );
+    fn error(&mut self, error_type: ErrorType, message: String, ctx: &mut ws::WebsocketContext<Self>) {
+        self.send(AgentEvent::Error { error_type, message }, ctx);
     }
 
     /// Stops the turn in progress, telling the orchestrator. `true` if there was one.
@@ -172,97 +156,52 @@ impl ChatSocket {
 
     fn too_large(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
         let max = self.chat.settings.max_frame_bytes;
-        self.error(
-            ErrorType::MessageTooLarge,
-            format!("Message too large: at most {max} bytes"),
-            ctx,
-        );
+        self.error(ErrorType::MessageTooLarge, format!("Message too large: at most {max} bytes"), ctx);
     }
 
     fn on_message(&mut self, message: ClientMessage, ctx: &mut ws::WebsocketContext<Self>) {
         match message {
             ClientMessage::Ping => ctx.text(ServerEvent::pong().to_text()),
-            ClientMessage::Chat {
-                message,
-                conversation_id,
-            } => self.on_chat(message, conversation_id, ctx),
-            ClientMessage::Confirm {
-                operation_id,
-                confirmed,
-            } => {
+            ClientMessage::Chat { message, conversation_id } => self.on_chat(message, conversation_id, ctx),
+            ClientMessage::Confirm { operation_id, confirmed } => {
                 let forwarded = match &mut self.turn {
                     Some(turn) if turn.awaiting.as_deref() == Some(operation_id.as_str()) => {
                         turn.awaiting = None;
-                        turn.confirmations
-                            .send(Confirmation {
-                                operation_id,
-                                confirmed,
-                            })
-                            .is_ok()
+                        turn.confirmations.send(Confirmation { operation_id, confirmed }).is_ok()
                     }
                     _ => false,
                 };
                 if !forwarded {
-                    self.error(
-                        ErrorType::ValidationError,
-                        "No operation is waiting for this confirmation".into(),
-                        ctx,
-                    );
+                    self.error(ErrorType::ValidationError, "No operation is waiting for this confirmation".into(), ctx);
                 }
             }
             ClientMessage::Cancel => {
                 let active = self.stop_turn();
                 self.send(
-                    AgentEvent::Cancelled {
-                        reason: if active { "user" } else { "nothing_running" }.into(),
-                    },
+                    AgentEvent::Cancelled { reason: if active { "user" } else { "nothing_running" }.into() },
                     ctx,
                 );
             }
         }
     }
 
-    fn on_chat(
-        &mut self,
-        message: String,
-        conversation_id: Option<String>,
-        ctx: &mut ws::WebsocketContext<Self>,
-    ) {
+    fn on_chat(&mut self, message: String, conversation_id: Option<String>, ctx: &mut ws::WebsocketContext<Self>) {
         if message.trim().is_empty() {
-            return self.error(
-                ErrorType::ValidationError,
-                "Message must not be empty".into(),
-                ctx,
-            );
+            return self.error(ErrorType::ValidationError, "Message must not be empty".into(), ctx);
         }
         let max = self.chat.settings.max_message_chars;
         if message.chars().count() > max {
-            return self.error(
-                ErrorType::ValidationError,
-                format!("Message too long: at most {max} characters"),
-                ctx,
-            );
+            return self.error(ErrorType::ValidationError, format!("Message too long: at most {max} characters"), ctx);
         }
         if self.stop_turn() {
-            self.send(
-                AgentEvent::Cancelled {
-                    reason: "superseded".into(),
-                },
-                ctx,
-            );
+            self.send(AgentEvent::Cancelled { reason: "superseded".into() }, ctx);
         }
         self.turns_started += 1;
         let id = self.turns_started;
         let run_id = format!("run_{}", uuid::Uuid::new_v4().simple());
         let (confirm_tx, confirm_rx) = mpsc::unbounded_channel();
         let addr = ctx.address();
-        let sink = EventSink::new(Box::new(move |event, last| {
-            addr.do_send(TurnEvent {
-                turn: id,
-                event,
-                last,
-            })
-        }));
+        let sink = EventSink::new(Box::new(move |event, last| addr.do_send(TurnEvent { turn: id, event, last })));
         let request = TurnRequest {
             run_id: run_id.clone(),
             identity: self.identity.clone(),
@@ -271,13 +210,7 @@ impl ChatSocket {
             confirmations: confirm_rx,
         };
         let task = actix_rt::spawn(turn::run(self.chat.clone(), request, sink));
-        self.turn = Some(ActiveTurn {
-            id,
-            run_id,
-            task,
-            confirmations: confirm_tx,
-            awaiting: None,
-        });
+        self.turn = Some(ActiveTurn { id, run_id, task, confirmations: confirm_tx, awaiting: None });
     }
 
     fn on_fragment(&mut self, item: Item, ctx: &mut ws::WebsocketContext<Self>) {
@@ -289,18 +222,10 @@ impl ChatSocket {
             Item::Last(b) => (b, None, true),
         };
         if let Some(binary) = first {
-            self.fragments = Some(Fragments {
-                data: Vec::new(),
-                binary,
-                too_large: false,
-            });
+            self.fragments = Some(Fragments { data: Vec::new(), binary, too_large: false });
         }
         let Some(fragments) = self.fragments.as_mut() else {
-            return self.error(
-                ErrorType::ValidationError,
-                "Unexpected continuation frame".into(),
-                ctx,
-            );
+            return self.error(ErrorType::ValidationError, "Unexpected continuation frame".into(), ctx);
         };
         if !fragments.too_large {
             if fragments.data.len() + data.len() > limit {
@@ -323,21 +248,13 @@ impl ChatSocket {
         } else {
             match String::from_utf8(done.data) {
                 Ok(text) => self.on_text(&text, ctx),
-                Err(_) => self.error(
-                    ErrorType::InvalidJson,
-                    "Message is not valid UTF-8".into(),
-                    ctx,
-                ),
+                Err(_) => self.error(ErrorType::InvalidJson, "Message is not valid UTF-8".into(), ctx),
             }
         }
     }
 
     fn binary_refused(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        self.error(
-            ErrorType::ValidationError,
-            "Binary frames are not supported; send JSON text".into(),
-            ctx,
-        );
+        self.error(ErrorType::ValidationError, "Binary frames are not supported; send JSON text".into(), ctx);
     }
 }
 

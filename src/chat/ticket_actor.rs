@@ -24,10 +24,7 @@ pub struct TicketActor {
 impl TicketActor {
     /// An empty store holding at most `capacity` tickets.
     pub fn new(capacity: usize) -> Self {
-        TicketActor {
-            tickets: HashMap::new(),
-            capacity,
-        }
+        TicketActor { tickets: HashMap::new(), capacity }
     }
 
     fn sweep(&mut self) {
@@ -72,8 +69,7 @@ impl Handler<PutTicket> for TicketActor {
         if self.tickets.contains_key(&key) {
             return Err(StoreError::Collision);
         }
-        self.tickets
-            .insert(key, (msg.ticket, Instant::now() + msg.ttl));
+        self.tickets.insert(key, (msg.ticket, Instant::now() + msg.ttl));
         Ok(())
     }
 }
@@ -134,28 +130,16 @@ impl TicketStore for ActorTicketStore {
         "memory"
     }
 
-    fn put<'a>(
-        &'a self,
-        ticket: StoredTicket,
-        ttl: Duration,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn put<'a>(&'a self, ticket: StoredTicket, ttl: Duration) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            self.addr
-                .send(PutTicket { ticket, ttl })
-                .await
-                .map_err(|e| StoreError::Unavailable(e.to_string()))?
+            self.addr.send(PutTicket { ticket, ttl }).await.map_err(|e| StoreError::Unavailable(e.to_string()))?
         })
     }
 
-    fn take<'a>(
-        &'a self,
-        ticket: &'a str,
-    ) -> BoxFuture<'a, Result<Option<StoredTicket>, StoreError>> {
+    fn take<'a>(&'a self, ticket: &'a str) -> BoxFuture<'a, Result<Option<StoredTicket>, StoreError>> {
         Box::pin(async move {
             self.addr
-                .send(TakeTicket {
-                    ticket: ticket.to_string(),
-                })
+                .send(TakeTicket { ticket: ticket.to_string() })
                 .await
                 .map_err(|e| StoreError::Unavailable(e.to_string()))
         })

@@ -73,16 +73,9 @@ pub trait TicketStore: Send + Sync {
     /// A short name for logs and the benchmark.
     fn kind(&self) -> &'static str;
     /// Stores a ticket that disappears after `ttl`.
-    fn put<'a>(
-        &'a self,
-        ticket: StoredTicket,
-        ttl: Duration,
-    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn put<'a>(&'a self, ticket: StoredTicket, ttl: Duration) -> BoxFuture<'a, Result<(), StoreError>>;
     /// Removes and returns the ticket stored under `ticket`, if it is there and unexpired.
-    fn take<'a>(
-        &'a self,
-        ticket: &'a str,
-    ) -> BoxFuture<'a, Result<Option<StoredTicket>, StoreError>>;
+    fn take<'a>(&'a self, ticket: &'a str) -> BoxFuture<'a, Result<Option<StoredTicket>, StoreError>>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -123,12 +116,7 @@ impl RedisTicketStore {
             ConsumeMode::GetDel => MODE_GETDEL,
             ConsumeMode::Lua => MODE_LUA,
         };
-        RedisTicketStore {
-            pool,
-            timeout,
-            mode: AtomicU8::new(mode),
-            script: redis::Script::new(GET_AND_DELETE),
-        }
+        RedisTicketStore { pool, timeout, mode: AtomicU8::new(mode), script: redis::Script::new(GET_AND_DELETE) }
     }
 
     /// The consumption command in use: `None` until the first consumption detected it.
@@ -144,16 +132,11 @@ impl RedisTicketStore {
         &self,
         work: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        tokio::time::timeout(self.timeout, work)
-            .await
-            .map_err(|_| StoreError::Unavailable("timed out".into()))?
+        tokio::time::timeout(self.timeout, work).await.map_err(|_| StoreError::Unavailable("timed out".into()))?
     }
 
     async fn connection(&self) -> Result<deadpool_redis::Connection, StoreError> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))
+        self.pool.get().await.map_err(|e| StoreError::Unavailable(e.to_string()))
     }
 
     async fn take_raw(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -169,26 +152,18 @@ impl RedisTicketStore {
                 Err(e) if is_unknown_command(&e) => {
                     // Detected once: from now on every consumption uses the script.
                     if self.mode.swap(MODE_LUA, Ordering::Relaxed) != MODE_LUA {
-                        tracing::info!(
-                            "Redis has no GETDEL; tickets are consumed by a Lua GET+DEL"
-                        );
+                        tracing::info!("Redis has no GETDEL; tickets are consumed by a Lua GET+DEL");
                     }
                 }
                 Err(e) => return Err(StoreError::Unavailable(e.to_string())),
             }
         }
-        self.script
-            .key(key)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))
+        self.script.key(key).invoke_async(&mut conn).await.map_err(|e| StoreError::Unavailable(e.to_string()))
     }
 }
 
 fn is_unknown_command(e: &redis::RedisError) -> bool {
-    e.to_string()
-        .to_ascii_lowercase()
-        .contains("unknown command")
+    e.to_string().to_ascii_lowercase().contains("unknown command")
 }
 
 impl TicketStore for RedisTicketStore {
@@ -196,15 +171,10 @@ impl TicketStore for RedisTicketStore {
         "redis"
     }
 
-    fn put<'a>(
-        &'a self,
-        ticket: StoredTicket,
-        ttl: Duration,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn put<'a>(&'a self, ticket: StoredTicket, ttl: Duration) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(self.bounded(async move {
             let key = format!("{KEY_PREFIX}{}", ticket.ticket);
-            let value = serde_json::to_string(&ticket)
-                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            let value = serde_json::to_string(&ticket).map_err(|e| StoreError::Unavailable(e.to_string()))?;
             let mut conn = self.connection().await?;
             let set: Option<String> = redis::cmd("SET")
                 .arg(&key)
@@ -222,10 +192,7 @@ impl TicketStore for RedisTicketStore {
         }))
     }
 
-    fn take<'a>(
-        &'a self,
-        ticket: &'a str,
-    ) -> BoxFuture<'a, Result<Option<StoredTicket>, StoreError>> {
+    fn take<'a>(&'a self, ticket: &'a str) -> BoxFuture<'a, Result<Option<StoredTicket>, StoreError>> {
         Box::pin(self.bounded(async move {
             let key = format!("{KEY_PREFIX}{ticket}");
             match self.take_raw(&key).await? {
@@ -271,11 +238,7 @@ pub struct Tickets {
 impl Tickets {
     /// Tickets over `store` living `ttl`, never accepted past `max_age` after creation.
     pub fn new(store: Arc<dyn TicketStore>, ttl: Duration, max_age: Duration) -> Tickets {
-        Tickets {
-            store,
-            ttl,
-            max_age,
-        }
+        Tickets { store, ttl, max_age }
     }
 
     /// The store's name ("redis" or "memory").
@@ -301,27 +264,18 @@ impl Tickets {
             },
         };
         self.store.put(stored, self.ttl).await?;
-        Ok(IssuedTicket {
-            ticket,
-            expires_in: self.ttl.as_secs(),
-        })
+        Ok(IssuedTicket { ticket, expires_in: self.ttl.as_secs() })
     }
 
     /// Consumes a presented ticket: at most one caller ever gets its grant.
     pub async fn consume(&self, presented: &str) -> Result<TicketGrant, TicketError> {
         // Anything that cannot be a ticket never reaches the store.
         if presented.len() != TICKET_LEN
-            || !presented
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            || !presented.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
             return Err(TicketError::Invalid);
         }
-        let stored = self
-            .store
-            .take(presented)
-            .await?
-            .ok_or(TicketError::Invalid)?;
+        let stored = self.store.take(presented).await?.ok_or(TicketError::Invalid)?;
         if !constant_time_eq(&stored.ticket, presented) {
             return Err(TicketError::Invalid);
         }

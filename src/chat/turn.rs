@@ -27,18 +27,12 @@ pub struct TurnRequest {
 }
 
 fn recoverable(message: &str) -> AgentEvent {
-    AgentEvent::Error {
-        error_type: ErrorType::Recoverable,
-        message: message.into(),
-    }
+    AgentEvent::Error { error_type: ErrorType::Recoverable, message: message.into() }
 }
 
 /// Runs a turn to its end, sending every event through `sink`. Dropping the future cancels it.
 pub async fn run(chat: ChatState, request: TurnRequest, mut sink: EventSink) {
-    let owner = Owner {
-        tenant_id: &request.identity.tenant_id,
-        user_id: &request.identity.user_id,
-    };
+    let owner = Owner { tenant_id: &request.identity.tenant_id, user_id: &request.identity.user_id };
     let db = &chat.db;
     let conversation = match &request.conversation_id {
         Some(id) => repo::get(db, owner, id).await,
@@ -57,29 +51,19 @@ pub async fn run(chat: ChatState, request: TurnRequest, mut sink: EventSink) {
         }
         Err(e) => {
             tracing::error!(error = %e, "cannot load a chat conversation");
-            return sink.finish(recoverable(
-                "Could not load the conversation; please try again",
-            ));
+            return sink.finish(recoverable("Could not load the conversation; please try again"));
         }
     };
     let history = match repo::messages(db, owner, &conversation.id, HISTORY_LIMIT).await {
-        Ok(rows) => rows
-            .unwrap_or_default()
-            .into_iter()
-            .map(|m| HistoryEntry {
-                role: m.role,
-                content: m.content,
-            })
-            .collect(),
+        Ok(rows) => {
+            rows.unwrap_or_default().into_iter().map(|m| HistoryEntry { role: m.role, content: m.content }).collect()
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot load chat history");
-            return sink.finish(recoverable(
-                "Could not load the conversation; please try again",
-            ));
+            return sink.finish(recoverable("Could not load the conversation; please try again"));
         }
     };
-    let mut count = match repo::append(db, owner, &conversation.id, "user", &request.message).await
-    {
+    let mut count = match repo::append(db, owner, &conversation.id, "user", &request.message).await {
         Ok(Some(count)) => count,
         Ok(None) => {
             return sink.finish(AgentEvent::Error {
@@ -89,9 +73,7 @@ pub async fn run(chat: ChatState, request: TurnRequest, mut sink: EventSink) {
         }
         Err(e) => {
             tracing::error!(error = %e, "cannot store a chat message");
-            return sink.finish(recoverable(
-                "Could not store your message; please try again",
-            ));
+            return sink.finish(recoverable("Could not store your message; please try again"));
         }
     };
 
@@ -113,19 +95,12 @@ pub async fn run(chat: ChatState, request: TurnRequest, mut sink: EventSink) {
         }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, orchestrator = chat.orchestrator.name(), "chat answer failed");
-            return sink.finish(recoverable(
-                "The assistant could not answer; please try again",
-            ));
+            return sink.finish(recoverable("The assistant could not answer; please try again"));
         }
         Err(_) => {
-            tracing::warn!(
-                orchestrator = chat.orchestrator.name(),
-                "chat answer timed out"
-            );
+            tracing::warn!(orchestrator = chat.orchestrator.name(), "chat answer timed out");
             chat.orchestrator.cancel(turn.run_id.clone()).await;
-            return sink.finish(recoverable(
-                "The assistant took too long to answer; please try again",
-            ));
+            return sink.finish(recoverable("The assistant took too long to answer; please try again"));
         }
     }
     if !sink.text().is_empty() {
@@ -144,8 +119,5 @@ pub async fn run(chat: ChatState, request: TurnRequest, mut sink: EventSink) {
             }
         }
     }
-    sink.finish(AgentEvent::Done {
-        conversation_id: conversation.id,
-        message_count: i64::from(count),
-    });
+    sink.finish(AgentEvent::Done { conversation_id: conversation.id, message_count: i64::from(count) });
 }

@@ -50,11 +50,7 @@ struct NewMessage<'a> {
 }
 
 /// Creates an empty conversation with a fresh id.
-pub async fn create(
-    db: &Database,
-    owner: Owner<'_>,
-    title: &str,
-) -> Result<ConversationRow, DbError> {
+pub async fn create(db: &Database, owner: Owner<'_>, title: &str) -> Result<ConversationRow, DbError> {
     let now = now_ms();
     let row = ConversationRow {
         id: uuid::Uuid::new_v4().to_string(),
@@ -66,20 +62,13 @@ pub async fn create(
         updated_at: now,
     };
     with_conn!(db, |conn| {
-        diesel::insert_into(chat_conversations::table)
-            .values(&row)
-            .execute(conn)
-            .await?;
+        diesel::insert_into(chat_conversations::table).values(&row).execute(conn).await?;
         Ok(row)
     })
 }
 
 /// The owner's conversation with this id, if there is one.
-pub async fn get(
-    db: &Database,
-    owner: Owner<'_>,
-    id: &str,
-) -> Result<Option<ConversationRow>, DbError> {
+pub async fn get(db: &Database, owner: Owner<'_>, id: &str) -> Result<Option<ConversationRow>, DbError> {
     with_conn!(db, |conn| {
         Ok(chat_conversations::table
             .filter(chat_conversations::id.eq(id))
@@ -93,20 +82,12 @@ pub async fn get(
 }
 
 /// The owner's conversations, most recently active first.
-pub async fn list(
-    db: &Database,
-    owner: Owner<'_>,
-    offset: i64,
-    limit: i64,
-) -> Result<Vec<ConversationRow>, DbError> {
+pub async fn list(db: &Database, owner: Owner<'_>, offset: i64, limit: i64) -> Result<Vec<ConversationRow>, DbError> {
     with_conn!(db, |conn| {
         Ok(chat_conversations::table
             .filter(chat_conversations::tenant_id.eq(owner.tenant_id))
             .filter(chat_conversations::user_id.eq(owner.user_id))
-            .order((
-                chat_conversations::updated_at.desc(),
-                chat_conversations::id.asc(),
-            ))
+            .order((chat_conversations::updated_at.desc(), chat_conversations::id.asc()))
             .offset(offset)
             .limit(limit)
             .select(ConversationRow::as_select())
@@ -168,12 +149,7 @@ pub async fn append(
                 .optional()?;
                 if count.is_some() {
                     diesel::insert_into(chat_messages::table)
-                        .values(NewMessage {
-                            conversation_id: id,
-                            role,
-                            content,
-                            created_at: now,
-                        })
+                        .values(NewMessage { conversation_id: id, role, content, created_at: now })
                         .execute(conn)
                         .await?;
                 }

@@ -15,44 +15,27 @@ use crate::common::{json_body, Options, TestServer};
 pub const JWT_SECRET: &str = "chat-test-secret-that-is-long-enough-for-hs256-0123456789";
 
 pub fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 /// An HS256 token for `user` in `tenant`, valid for five minutes.
 pub fn token(tenant: &str, user: &str) -> String {
-    token_with(
-        json!({ "sub": user, "tenant_id": tenant, "session_id": "s-1", "exp": now_secs() + 300 }),
-    )
+    token_with(json!({ "sub": user, "tenant_id": tenant, "session_id": "s-1", "exp": now_secs() + 300 }))
 }
 
 /// An HS256 token with exactly these claims.
 pub fn token_with(claims: Value) -> String {
-    encode(
-        &Header::default(),
-        &claims,
-        &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
-    )
-    .expect("sign test token")
+    encode(&Header::default(), &claims, &EncodingKey::from_secret(JWT_SECRET.as_bytes())).expect("sign test token")
 }
 
 /// Server options for the chat: the JWT secret, fast demo streaming, plus `extra` settings.
 pub fn chat_options(redis: bool, extra: &[(&str, &str)]) -> Options {
     let mut env = vec![
         ("JWT_SECRET".to_string(), JWT_SECRET.to_string()),
-        (
-            "SWITCHYARD__CHAT__DEMO_DELAY_MS".to_string(),
-            "1".to_string(),
-        ),
+        ("SWITCHYARD__CHAT__DEMO_DELAY_MS".to_string(), "1".to_string()),
     ];
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    Options {
-        redis,
-        env,
-        ..Options::default()
-    }
+    Options { redis, env, ..Options::default() }
 }
 
 pub async fn chat_server(redis: bool) -> TestServer {
@@ -83,12 +66,7 @@ pub async fn ticket(srv: &TestServer, tenant: &str, user: &str) -> String {
     ticket_for(srv, tenant, user, None).await
 }
 
-pub async fn ticket_for(
-    srv: &TestServer,
-    tenant: &str,
-    user: &str,
-    conversation: Option<&str>,
-) -> String {
+pub async fn ticket_for(srv: &TestServer, tenant: &str, user: &str, conversation: Option<&str>) -> String {
     let body = conversation.map(|c| json!({ "conversation_id": c }));
     let (status, body, _) = request_ticket(srv, Some(&token(tenant, user)), body).await;
     assert_eq!(status, 200, "ticket: {body}");
@@ -109,9 +87,7 @@ pub enum Received {
 
 /// Opens `/api/agent/ws` with `query` (e.g. `ticket=…`).
 pub async fn open(srv: &TestServer, query: &str) -> ChatSocket {
-    let url = srv
-        .url(&format!("/api/agent/ws?{query}"))
-        .replacen("http://", "ws://", 1);
+    let url = srv.url(&format!("/api/agent/ws?{query}")).replacen("http://", "ws://", 1);
     let (_res, framed) = awc::Client::builder()
         .timeout(Duration::from_secs(30))
         .finish()
@@ -130,10 +106,7 @@ pub async fn connect(srv: &TestServer, tenant: &str, user: &str) -> ChatSocket {
 
 impl ChatSocket {
     pub async fn send_text(&mut self, text: impl Into<String>) {
-        self.framed
-            .send(ws::Message::Text(text.into().into()))
-            .await
-            .expect("send frame");
+        self.framed.send(ws::Message::Text(text.into().into())).await.expect("send frame");
     }
 
     pub async fn send_json(&mut self, value: Value) {
@@ -141,18 +114,14 @@ impl ChatSocket {
     }
 
     pub async fn send_close(&mut self) {
-        self.framed
-            .send(ws::Message::Close(Some(ws::CloseCode::Normal.into())))
-            .await
-            .expect("send close");
+        self.framed.send(ws::Message::Close(Some(ws::CloseCode::Normal.into()))).await.expect("send close");
     }
 
     /// The next event or the close; pings are answered, pongs skipped. Panics after 10 s of silence.
     pub async fn recv(&mut self) -> Received {
         loop {
-            let frame = tokio::time::timeout(Duration::from_secs(10), self.framed.next())
-                .await
-                .expect("a frame within 10 s");
+            let frame =
+                tokio::time::timeout(Duration::from_secs(10), self.framed.next()).await.expect("a frame within 10 s");
             match frame {
                 None => return Received::Closed(None, "stream ended".into()),
                 Some(Err(e)) => return Received::Closed(None, format!("protocol error: {e}")),
@@ -204,10 +173,7 @@ impl ChatSocket {
 }
 
 pub fn types(events: &[Value]) -> Vec<String> {
-    events
-        .iter()
-        .map(|e| e["type"].as_str().unwrap_or("?").to_string())
-        .collect()
+    events.iter().map(|e| e["type"].as_str().unwrap_or("?").to_string()).collect()
 }
 
 pub fn bytes(s: &str) -> Bytes {

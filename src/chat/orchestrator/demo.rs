@@ -28,22 +28,14 @@ impl DemoOrchestrator {
 
     async fn stream_text(&self, sink: &mut EventSink, text: &str) {
         for (i, word) in text.split(' ').enumerate() {
-            let piece = if i == 0 {
-                word.to_string()
-            } else {
-                format!(" {word}")
-            };
+            let piece = if i == 0 { word.to_string() } else { format!(" {word}") };
             sink.emit(AgentEvent::TextDelta(piece));
             self.pause().await;
         }
     }
 
     async fn answer(&self, turn: &mut Turn, sink: &mut EventSink) {
-        for piece in [
-            "Reading your message.",
-            " Looking it up",
-            " in the knowledge base.",
-        ] {
+        for piece in ["Reading your message.", " Looking it up", " in the knowledge base."] {
             sink.emit(AgentEvent::ThinkingDelta(piece.into()));
             self.pause().await;
         }
@@ -72,9 +64,7 @@ impl DemoOrchestrator {
     }
 
     async fn delete(&self, turn: &mut Turn, sink: &mut EventSink, target: String) {
-        sink.emit(AgentEvent::ThinkingDelta(
-            "Deleting cannot be undone, so I will ask first.".into(),
-        ));
+        sink.emit(AgentEvent::ThinkingDelta("Deleting cannot be undone, so I will ask first.".into()));
         self.pause().await;
         let operation_id = format!("op_{}", uuid::Uuid::new_v4().simple());
         sink.emit(AgentEvent::ConfirmationRequired {
@@ -122,17 +112,8 @@ fn delete_target(message: &str) -> Option<String> {
     // ASCII lowercasing keeps byte offsets, so `at` is valid in `message` too.
     let at = message.to_ascii_lowercase().find("delete")?;
     let rest = message.get(at + "delete".len()..).unwrap_or("");
-    let target: String = rest
-        .trim()
-        .trim_end_matches(['.', '!', '?'])
-        .chars()
-        .take(80)
-        .collect();
-    Some(if target.is_empty() {
-        "the item".to_string()
-    } else {
-        target
-    })
+    let target: String = rest.trim().trim_end_matches(['.', '!', '?']).chars().take(80).collect();
+    Some(if target.is_empty() { "the item".to_string() } else { target })
 }
 
 fn quote(message: &str) -> String {
@@ -148,11 +129,7 @@ impl Orchestrator for DemoOrchestrator {
         "demo"
     }
 
-    fn run<'a>(
-        &'a self,
-        turn: &'a mut Turn,
-        sink: &'a mut EventSink,
-    ) -> BoxFuture<'a, Result<(), OrchestratorError>> {
+    fn run<'a>(&'a self, turn: &'a mut Turn, sink: &'a mut EventSink) -> BoxFuture<'a, Result<(), OrchestratorError>> {
         Box::pin(async move {
             match delete_target(&turn.message) {
                 Some(target) => self.delete(turn, sink, target).await,
@@ -169,10 +146,7 @@ mod tests {
 
     #[test]
     fn finds_what_to_delete() {
-        assert_eq!(
-            delete_target("please Delete report.pdf!").as_deref(),
-            Some("report.pdf")
-        );
+        assert_eq!(delete_target("please Delete report.pdf!").as_deref(), Some("report.pdf"));
         assert_eq!(delete_target("delete").as_deref(), Some("the item"));
         assert_eq!(delete_target("what is new?"), None);
         assert_eq!(delete_target("İİ DELETE x").as_deref(), Some("x"));

@@ -34,27 +34,15 @@ impl HttpOrchestrator {
             .connect_timeout(connect_timeout.min(Duration::from_secs(30)))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(HttpOrchestrator {
-            client,
-            url: url.trim_end_matches('/').to_string(),
-        })
+        Ok(HttpOrchestrator { client, url: url.trim_end_matches('/').to_string() })
     }
 
     async fn confirm(&self, run_id: &str, answer: &Confirmation) {
         let body = json!({ "run_id": run_id, "operation_id": answer.operation_id, "confirmed": answer.confirmed });
-        let sent = self
-            .client
-            .post(format!("{}/confirm", self.url))
-            .timeout(CONTROL_TIMEOUT)
-            .json(&body)
-            .send()
-            .await;
+        let sent = self.client.post(format!("{}/confirm", self.url)).timeout(CONTROL_TIMEOUT).json(&body).send().await;
         match sent {
             Ok(res) if res.status().is_success() => {}
-            Ok(res) => tracing::warn!(
-                status = res.status().as_u16(),
-                "upstream agent refused a confirmation"
-            ),
+            Ok(res) => tracing::warn!(status = res.status().as_u16(), "upstream agent refused a confirmation"),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot relay a confirmation to the upstream agent")
             }
@@ -132,13 +120,8 @@ fn relay_line(line: &[u8], sink: &mut EventSink) -> Result<bool, OrchestratorErr
     match value.get("type").and_then(Value::as_str) {
         Some("done") => return Ok(true),
         Some("error") => {
-            let message = value
-                .get("content")
-                .and_then(Value::as_str)
-                .unwrap_or("The assistant reported an error");
-            return Err(OrchestratorError::Reported(
-                message.chars().take(500).collect(),
-            ));
+            let message = value.get("content").and_then(Value::as_str).unwrap_or("The assistant reported an error");
+            return Err(OrchestratorError::Reported(message.chars().take(500).collect()));
         }
         _ => {}
     }
@@ -154,11 +137,7 @@ impl Orchestrator for HttpOrchestrator {
         "http"
     }
 
-    fn run<'a>(
-        &'a self,
-        turn: &'a mut Turn,
-        sink: &'a mut EventSink,
-    ) -> BoxFuture<'a, Result<(), OrchestratorError>> {
+    fn run<'a>(&'a self, turn: &'a mut Turn, sink: &'a mut EventSink) -> BoxFuture<'a, Result<(), OrchestratorError>> {
         Box::pin(self.relay(turn, sink))
     }
 
@@ -166,12 +145,7 @@ impl Orchestrator for HttpOrchestrator {
         let client = self.client.clone();
         let url = format!("{}/cancel", self.url);
         Box::pin(async move {
-            let sent = client
-                .post(url)
-                .timeout(CONTROL_TIMEOUT)
-                .json(&json!({ "run_id": run_id }))
-                .send()
-                .await;
+            let sent = client.post(url).timeout(CONTROL_TIMEOUT).json(&json!({ "run_id": run_id })).send().await;
             if let Err(e) = sent {
                 tracing::warn!(error = %e, "cannot relay a cancel to the upstream agent");
             }

@@ -54,10 +54,7 @@ pub struct EventSink {
 impl EventSink {
     /// A sink calling `deliver(event, is_last)` for each event.
     pub fn new(deliver: Box<dyn FnMut(AgentEvent, bool) + Send>) -> EventSink {
-        EventSink {
-            deliver,
-            text: String::new(),
-        }
+        EventSink { deliver, text: String::new() }
     }
 
     /// Streams one event of the answer.
@@ -99,11 +96,7 @@ pub trait Orchestrator: Send + Sync {
     fn name(&self) -> &'static str;
 
     /// Answers one turn, streaming into `sink`. The caller sends the final `done` or `error`.
-    fn run<'a>(
-        &'a self,
-        turn: &'a mut Turn,
-        sink: &'a mut EventSink,
-    ) -> BoxFuture<'a, Result<(), OrchestratorError>>;
+    fn run<'a>(&'a self, turn: &'a mut Turn, sink: &'a mut EventSink) -> BoxFuture<'a, Result<(), OrchestratorError>>;
 
     /// Tells whoever runs the turn that the user cancelled it (best effort).
     fn cancel(&self, run_id: String) -> BoxFuture<'static, ()> {
@@ -115,12 +108,9 @@ pub trait Orchestrator: Send + Sync {
 /// The orchestrator the settings select; the error is for `chat.orchestrator_url`.
 pub fn from_settings(settings: &ChatSettings) -> Result<Arc<dyn Orchestrator>, String> {
     Ok(match settings.orchestrator_kind() {
-        OrchestratorKind::Demo => Arc::new(demo::DemoOrchestrator::new(Duration::from_millis(
-            settings.demo_delay_ms,
-        ))),
-        OrchestratorKind::Http => Arc::new(http::HttpOrchestrator::new(
-            &settings.orchestrator_url,
-            Duration::from_secs(10),
-        )?),
+        OrchestratorKind::Demo => Arc::new(demo::DemoOrchestrator::new(Duration::from_millis(settings.demo_delay_ms))),
+        OrchestratorKind::Http => {
+            Arc::new(http::HttpOrchestrator::new(&settings.orchestrator_url, Duration::from_secs(10))?)
+        }
     })
 }
