@@ -31,6 +31,8 @@ pub const LEGACY_ENV: &[(&str, &str)] = &[
     ("JWT_SESSION_ID_CLAIM", "jwt.session_id_claim"),
     ("JWKS_URL", "jwt.jwks_url"),
     ("JWT_ENTITY_CLAIM", "jwt.entity_claim"),
+    ("REQUIRE_AUTH", "chat.require_auth"),
+    ("ORCHESTRATOR_URL", "chat.orchestrator_url"),
 ];
 
 /// Prefix of the structured environment overrides: `SWITCHYARD__SECTION__KEY`.
@@ -64,6 +66,7 @@ pub struct Config {
     pub signalr: SignalrConfig,
     pub cors: CorsConfig,
     pub generation: GenerationConfig,
+    pub chat: crate::chat::settings::ChatSettings,
 }
 
 /// `[generation]`: jobs, the simulated provider and connection limits of the generation hubs.
@@ -299,6 +302,14 @@ impl Config {
             ConfigError::invalid(source_name, format!("{path}: {}", e.inner()))
         })?;
         config.validate(&origin)?;
+        let redis_configured = !config.redis.url.is_empty();
+        if let Err((setting, message)) = config.chat.check(sources.profile.as_deref(), redis_configured) {
+            let named = match origin.get(setting) {
+                Some(src) if src != setting => format!("{setting} (from {src})"),
+                _ => setting.to_string(),
+            };
+            return Err(ConfigError::invalid(named, message));
+        }
         Ok(config)
     }
 

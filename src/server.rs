@@ -61,7 +61,9 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         std::time::Duration::from_secs(g.connect_cooldown_seconds),
     ));
     let limits = actix::Actor::start(crate::generation::limits::LocalCounters::default());
+    let chat = crate::chat::ChatState::build(&config, &db, redis.as_ref())?;
     Ok(AppState {
+        chat,
         config: Arc::new(config),
         db,
         redis,
@@ -78,6 +80,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: &AppState, conformance: Optio
     ops::health::configure(cfg);
     crate::admin::configure(cfg);
     crate::generation::configure(cfg);
+    crate::chat::configure(cfg);
     for hub in &state.hubs {
         hub.configure(cfg);
     }

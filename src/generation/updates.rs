@@ -58,9 +58,11 @@ impl WorkerReport {
             "failed" => UpdateKind::Failed(self.error.unwrap_or_else(|| "Generation failed".into())),
             "cancelled" => UpdateKind::Cancelled,
             "timedout" => UpdateKind::TimedOut,
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "Unknown event type '{other}'; expected progress, processing, completed, failed, cancelled or timedout"
-            )),
+            ))
+            }
         };
         Ok(TaskUpdate { kind, message: self.message })
     }
