@@ -109,6 +109,7 @@ pub struct SignalrConfig {
     pub client_timeout_seconds: u64,
     pub handshake_timeout_seconds: u64,
     pub max_outgoing_queue: usize,
+    pub max_outgoing_bytes: usize,
     pub stateful_reconnect_buffer: usize,
 }
 
@@ -123,6 +124,7 @@ impl SignalrConfig {
             client_timeout: Duration::from_secs(self.client_timeout_seconds),
             handshake_timeout: Duration::from_secs(self.handshake_timeout_seconds),
             max_outgoing_queue: self.max_outgoing_queue,
+            max_outgoing_bytes: self.max_outgoing_bytes,
             stateful_reconnect_buffer: self.stateful_reconnect_buffer,
             ..crate::signalr::HubOptions::default()
         }

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::sync::{mpsc, oneshot};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::hub::{find_method, Call, ConnectionUser, Hub, HubContext, HubError, HubReply, MethodKind, RequestInfo};
 use super::hub_actor::{HubActor, Unregister};
@@ -31,12 +33,105 @@ pub enum OutFrame {
     Close(u16),
 }
 
+impl OutFrame {
+    fn len(&self) -> usize {
+        match self {
+            OutFrame::Text(b) | OutFrame::Binary(b) | OutFrame::Pong(b) => b.len(),
+            OutFrame::Close(_) => 0,
+        }
+    }
+}
+
+/// What the writing and the draining ends of a streaming transport share.
+#[derive(Default)]
+struct OutletShared {
+    queued_bytes: AtomicUsize,
+    queued_frames: AtomicUsize,
+    aborted: AtomicBool,
+    wake: Notify,
+}
+
+/// The connection's end of a streaming transport's queue. Bursts are fine; what bounds the queue is its
+/// size in bytes and frames, beyond which the client counts as a slow consumer.
+#[derive(Clone)]
+pub struct Outlet {
+    tx: mpsc::UnboundedSender<OutFrame>,
+    shared: Arc<OutletShared>,
+}
+
+/// The transport's end: the frames to write, in order, until the queue closes or is aborted.
+pub struct Inlet {
+    rx: mpsc::UnboundedReceiver<OutFrame>,
+    shared: Arc<OutletShared>,
+}
+
+/// Why a frame was not queued.
+enum OutletError {
+    Full,
+    Closed,
+}
+
+/// A new queue for a streaming transport.
+pub fn outlet() -> (Outlet, Inlet) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let shared = Arc::new(OutletShared::default());
+    (Outlet { tx, shared: shared.clone() }, Inlet { rx, shared })
+}
+
+impl Outlet {
+    fn send(&self, frame: OutFrame, max_bytes: usize, max_frames: usize) -> Result<(), OutletError> {
+        let len = frame.len();
+        let bytes = self.shared.queued_bytes.load(Ordering::Relaxed);
+        let frames = self.shared.queued_frames.load(Ordering::Relaxed);
+        if len > 0 && (bytes + len > max_bytes || frames + 1 > max_frames) {
+            return Err(OutletError::Full);
+        }
+        self.shared.queued_bytes.fetch_add(len, Ordering::Relaxed);
+        self.shared.queued_frames.fetch_add(1, Ordering::Relaxed);
+        self.tx.send(frame).map_err(|_| OutletError::Closed)
+    }
+
+    /// Queues a frame the transport itself must send (a pong, a close frame), outside the budget.
+    pub fn control(&self, frame: OutFrame) {
+        self.shared.queued_frames.fetch_add(1, Ordering::Relaxed);
+        self.shared.queued_bytes.fetch_add(frame.len(), Ordering::Relaxed);
+        let _ = self.tx.send(frame);
+    }
+
+    /// Ends the transport now, without writing what is still queued (a slow consumer).
+    fn abort(&self) {
+        self.shared.aborted.store(true, Ordering::Relaxed);
+        self.shared.wake.notify_one();
+    }
+}
+
+impl Inlet {
+    /// The next frame to write; `None` when the queue is closed or aborted.
+    pub async fn next(&mut self) -> Option<OutFrame> {
+        loop {
+            if self.shared.aborted.load(Ordering::Relaxed) {
+                return None;
+            }
+            tokio::select! {
+                biased;
+                _ = self.shared.wake.notified() => continue,
+                frame = self.rx.recv() => {
+                    let frame = frame?;
+                    self.shared.queued_bytes.fetch_sub(frame.len(), Ordering::Relaxed);
+                    self.shared.queued_frames.fetch_sub(1, Ordering::Relaxed);
+                    return Some(frame);
+                }
+            }
+        }
+    }
+}
+
 /// Where outgoing bytes go.
 enum Outbox {
     /// Negotiated, transport not attached yet (or a stateful connection waiting for its client).
     Detached { since: Instant },
     /// A WebSocket or SSE stream: a bounded queue drained by the transport's writer.
-    Stream(mpsc::Sender<OutFrame>),
+    Stream(Outlet),
     /// Long polling: payloads wait here for the next poll.
     Poll {
         queue: VecDeque<Bytes>,
@@ -177,18 +272,19 @@ impl Connection {
         self.last_sent = Instant::now();
         match &mut self.outbox {
             Outbox::Detached { .. } => {}
-            Outbox::Stream(tx) => {
+            Outbox::Stream(outlet) => {
                 let frame = if binary { OutFrame::Binary(bytes) } else { OutFrame::Text(bytes) };
-                match tx.try_send(frame) {
+                match outlet.send(frame, self.options.max_outgoing_bytes, self.options.max_outgoing_queue) {
                     Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(_)) => {
+                    Err(OutletError::Full) => {
                         tracing::warn!(connection = %self.id, "slow consumer: outgoing queue full, closing");
                         crate::ops::metrics::SLOW_CONSUMERS.inc();
+                        outlet.abort();
                         self.outbox = Outbox::Detached { since: Instant::now() };
                         self.replay = None;
                         self.finish(ctx);
                     }
-                    Err(mpsc::error::TrySendError::Closed(_)) => self.transport_gone(ctx),
+                    Err(OutletError::Closed) => self.transport_gone(ctx),
                 }
             }
             Outbox::Poll { queue, queued_bytes, waiting, .. } => {
@@ -200,7 +296,8 @@ impl Connection {
                 } else {
                     *queued_bytes += bytes.len();
                     queue.push_back(bytes);
-                    if queue.len() > self.options.max_outgoing_queue {
+                    if queue.len() > self.options.max_outgoing_queue || *queued_bytes > self.options.max_outgoing_bytes
+                    {
                         tracing::warn!(connection = %self.id, "slow consumer: long-poll queue full, closing");
                         crate::ops::metrics::SLOW_CONSUMERS.inc();
                         self.finish(ctx);
@@ -233,9 +330,7 @@ impl Connection {
     fn finish(&mut self, ctx: &mut Context<Self>) {
         self.phase = Phase::Closed;
         match &mut self.outbox {
-            Outbox::Stream(tx) => {
-                let _ = tx.try_send(OutFrame::Close(1000));
-            }
+            Outbox::Stream(outlet) => outlet.control(OutFrame::Close(1000)),
             Outbox::Poll { waiting, .. } => {
                 if let Some(poll) = waiting.take() {
                     let _ = poll.send(PollOutcome::Ended);
@@ -271,6 +366,11 @@ impl Connection {
                 Ok(HandshakeParse::Complete { request, consumed }) => {
                     rest = buf[consumed..].to_vec();
                     let transport = self.transport.unwrap_or(TransportKind::WebSockets);
+                    // Stateful reconnect is a WebSocket feature, and clients that use it say so with
+                    // handshake version 2; one that fell back to another transport sends version 1.
+                    if transport != TransportKind::WebSockets || request.version < 2 {
+                        self.replay = None;
+                    }
                     let chosen = select_protocol(&request, &self.options.protocols).and_then(|p| {
                         if transport == TransportKind::ServerSentEvents && p.transfer_format() == TransferFormat::Binary
                         {
@@ -683,7 +783,7 @@ pub enum AttachError {
 #[rtype(result = "Result<(), AttachError>")]
 pub struct AttachStream {
     pub transport: TransportKind,
-    pub tx: mpsc::Sender<OutFrame>,
+    pub tx: Outlet,
     /// The transport's request: what the hub sees as the connection's request from now on (as in
     /// ASP.NET, where `GetHttpContext()` is the transport's request, not negotiate's, so cookies set by
     /// negotiate and the transport URL's query are visible). Ignored on a stateful reconnect.

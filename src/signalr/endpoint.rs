@@ -13,10 +13,10 @@ use bytes::{Bytes, BytesMut};
 use futures_util::future::LocalBoxFuture;
 use futures_util::StreamExt;
 use serde_json::json;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::connection::{
-    AttachError, AttachStream, Connection, GetTransport, Inbound, OutFrame, Poll, PollFinished, PollOutcome,
+    outlet, AttachError, AttachStream, Connection, GetTransport, Inbound, OutFrame, Poll, PollFinished, PollOutcome,
     TransportClosed,
 };
 use super::hub::{ConnectionUser, Hub, RequestInfo};
@@ -298,7 +298,7 @@ async fn connect(req: HttpRequest, payload: web::Payload, ep: web::Data<HubEndpo
         if !ep.options.transports.contains(&TransportKind::ServerSentEvents) {
             return HttpResponse::NotFound().finish();
         }
-        return server_sent_events(ep, addr, request_info(&req)).await;
+        return server_sent_events(addr, request_info(&req)).await;
     }
     if !ep.options.transports.contains(&TransportKind::LongPolling) {
         return HttpResponse::NotFound().finish();
@@ -316,7 +316,7 @@ async fn websocket(
         Ok(builder) => builder,
         Err(e) => return HttpResponse::BadRequest().body(e.to_string()),
     };
-    let (tx, rx) = mpsc::channel::<OutFrame>(ep.options.max_outgoing_queue);
+    let (tx, rx) = outlet();
     let request = Some(request_info(&req));
     match addr.send(AttachStream { transport: TransportKind::WebSockets, tx: tx.clone(), request }).await {
         Ok(Ok(())) => {}
@@ -360,18 +360,18 @@ async fn websocket(
                             }
                         },
                         Frame::Ping(b) => {
-                            let _ = tx.try_send(OutFrame::Pong(b));
+                            tx.control(OutFrame::Pong(b));
                         }
                         Frame::Pong(_) => {}
                         Frame::Close(_) => {
                             clean = true;
-                            let _ = tx.try_send(OutFrame::Close(1000));
+                            tx.control(OutFrame::Close(1000));
                             break 'read;
                         }
                     },
                     Ok(None) => break,
                     Err(_) => {
-                        let _ = tx.try_send(OutFrame::Close(1009));
+                        tx.control(OutFrame::Close(1009));
                         break 'read;
                     }
                 }
@@ -385,7 +385,7 @@ async fn websocket(
         if done {
             return None;
         }
-        let (msg, last) = match rx.recv().await? {
+        let (msg, last) = match rx.next().await? {
             OutFrame::Text(b) => (WsMessage::Text(bytestring::ByteString::try_from(b).unwrap_or_default()), false),
             OutFrame::Binary(b) => (WsMessage::Binary(b), false),
             OutFrame::Pong(b) => (WsMessage::Pong(b), false),
@@ -407,8 +407,8 @@ impl Drop for SseGuard {
     }
 }
 
-async fn server_sent_events(ep: web::Data<HubEndpoint>, addr: Addr<Connection>, request: RequestInfo) -> HttpResponse {
-    let (tx, rx) = mpsc::channel::<OutFrame>(ep.options.max_outgoing_queue);
+async fn server_sent_events(addr: Addr<Connection>, request: RequestInfo) -> HttpResponse {
+    let (tx, rx) = outlet();
     match addr.send(AttachStream { transport: TransportKind::ServerSentEvents, tx, request: Some(request) }).await {
         Ok(Ok(())) => {}
         Ok(Err(_)) => return HttpResponse::Conflict().finish(),
@@ -417,7 +417,7 @@ async fn server_sent_events(ep: web::Data<HubEndpoint>, addr: Addr<Connection>, 
     let guard = SseGuard(addr);
     let opening = futures_util::stream::once(async { Ok::<_, actix_web::Error>(Bytes::from_static(b":\r\n")) });
     let events = futures_util::stream::unfold((rx, guard), |(mut rx, guard)| async move {
-        match rx.recv().await? {
+        match rx.next().await? {
             OutFrame::Text(b) | OutFrame::Binary(b) => {
                 let mut out = Vec::with_capacity(b.len() + 16);
                 for line in b.split(|c| *c == b'\n') {

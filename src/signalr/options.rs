@@ -48,6 +48,8 @@ pub struct HubOptions {
     pub max_message_size: usize,
     /// Outgoing frames queued for one connection before it counts as a slow consumer and is closed.
     pub max_outgoing_queue: usize,
+    /// Outgoing bytes queued for one connection before it counts as a slow consumer and is closed.
+    pub max_outgoing_bytes: usize,
     /// How long a long poll is held open when there is nothing to send.
     pub poll_timeout: Duration,
     /// A long-polling connection with no poll for this long is gone.
@@ -73,7 +75,8 @@ impl Default for HubOptions {
             client_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(15),
             max_message_size: 32 * 1024,
-            max_outgoing_queue: 1024,
+            max_outgoing_queue: 65_536,
+            max_outgoing_bytes: 4 * 1024 * 1024,
             poll_timeout: Duration::from_secs(90),
             poll_disconnect_timeout: Duration::from_secs(15),
             transport_attach_timeout: Duration::from_secs(15),
