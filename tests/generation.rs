@@ -384,3 +384,64 @@ async fn with_redis_jobs_go_to_the_jobs_stream_and_workers_report_through_the_ev
     let done = wait_status(&srv, &key, "images", &id, "completed").await;
     assert_eq!(done["result"], result);
 }
+
+async fn negotiate_with(srv: &TestServer, key: &str) -> Value {
+    let mut res = srv
+        .client()
+        .post(srv.url("/hubs/image-generation/negotiate?negotiateVersion=1"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    json_body(&mut res).await
+}
+
+#[actix_rt::test]
+async fn a_key_that_connects_abusively_fast_is_cooled_down() {
+    let srv = TestServer::start_with(Options {
+        env: vec![
+            ("SWITCHYARD__GENERATION__CONNECT_BURST".into(), "5".into()),
+            ("SWITCHYARD__GENERATION__CONNECT_WINDOW_SECONDS".into(), "10".into()),
+            ("SWITCHYARD__GENERATION__CONNECT_COOLDOWN_SECONDS".into(), "30".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let (key, _) = create_key(&srv, json!({"keyName": "hammer"})).await;
+    let (calm, _) = create_key(&srv, json!({"keyName": "calm"})).await;
+    for _ in 0..5 {
+        assert!(negotiate_with(&srv, &key).await.get("connectionId").is_some());
+    }
+    let refused = negotiate_with(&srv, &key).await;
+    assert!(refused["error"].as_str().unwrap().starts_with("Too many connection attempts"), "{refused}");
+    let still = negotiate_with(&srv, &key).await;
+    assert!(still.get("error").is_some(), "the cool-down holds");
+    assert!(negotiate_with(&srv, &calm).await.get("connectionId").is_some(), "other keys are unaffected");
+}
+
+#[actix_rt::test]
+async fn an_expiring_key_loses_its_live_connection_within_a_second() {
+    use awc::ws;
+    use futures_util::{SinkExt, StreamExt};
+    let srv = TestServer::start().await;
+    let expires = chrono::Utc::now() + chrono::Duration::seconds(2);
+    let (key, _) = create_key(&srv, json!({"keyName": "short-lived", "expiresAt": expires.to_rfc3339()})).await;
+    let url = srv.url(&format!("/hubs/image-generation?access_token={key}")).replacen("http", "ws", 1);
+    let (_, mut framed) = srv.client().ws(url).connect().await.expect("a live key connects");
+    framed.send(ws::Message::Text("{\"protocol\":\"json\",\"version\":1}\u{1e}".into())).await.unwrap();
+    let mut close = None;
+    while let Ok(Some(Ok(frame))) = actix_rt::time::timeout(Duration::from_secs(5), framed.next()).await {
+        if let ws::Frame::Text(b) = frame {
+            let text = String::from_utf8_lossy(&b).to_string();
+            if text.contains("\"type\":7") {
+                close = Some((chrono::Utc::now(), text));
+                break;
+            }
+        }
+    }
+    let (at, text) = close.expect("a Close message arrives");
+    assert!(text.contains("Virtual key has expired"), "{text}");
+    let late = (at - expires).num_milliseconds();
+    assert!((-100..1000).contains(&late), "closed {late} ms after expiry");
+}
