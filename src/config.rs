@@ -82,6 +82,8 @@ pub struct GenerationConfig {
     pub updates_stream: String,
     pub jobs_stream: String,
     pub events_stream: String,
+    /// Providers whose health operators watch, besides the simulated one (workers report on them).
+    pub providers: Vec<String>,
 }
 
 impl fmt::Debug for GenerationConfig {

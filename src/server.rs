@@ -55,11 +55,22 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         tracing::warn!("{}", crate::auth::master_key::NO_MASTER_KEY);
     }
     let g = &config.generation;
-    let groups = actix::Actor::start(crate::groups::ConnectionGroups::new(
-        g.connect_burst,
-        std::time::Duration::from_secs(g.connect_window_seconds),
-        std::time::Duration::from_secs(g.connect_cooldown_seconds),
-    ));
+    let admin_events = actix::Actor::start(crate::admin::notifier::AdminNotifier::default());
+    let groups = actix::Actor::start(
+        crate::groups::ConnectionGroups::new(
+            g.connect_burst,
+            std::time::Duration::from_secs(g.connect_window_seconds),
+            std::time::Duration::from_secs(g.connect_cooldown_seconds),
+        )
+        .notify_limits(admin_events.clone().recipient()),
+    );
+    let provider_names = g
+        .simulated_provider
+        .then(|| crate::ops::provider_health::SIMULATED.to_string())
+        .into_iter()
+        .chain(g.providers.iter().filter(|p| !p.trim().is_empty()).map(|p| p.trim().to_string()));
+    let provider_health =
+        actix::Actor::start(crate::ops::provider_health::ProviderHealth::new(provider_names, admin_events.clone()));
     let limits = actix::Actor::start(crate::generation::limits::LocalCounters::default());
     Ok(AppState {
         config: Arc::new(config),
@@ -70,6 +81,8 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         hubs: Vec::new(),
         progress: None,
         limits,
+        admin_events,
+        provider_health,
     })
 }
 
@@ -100,6 +113,21 @@ pub fn hubs(state: &AppState, conformance: Option<&ConformanceJwt>) -> Vec<HubEn
     for (kind, hub) in [(TaskKind::Image, image), (TaskKind::Video, video)] {
         hubs.push(HubEndpoint::new(kind.hub_path(), hub, options.clone(), key_auth.clone(), state.groups.clone()));
     }
+    let admin_hub: Arc<dyn crate::signalr::Hub> = Arc::new(crate::hubs::admin_notifications::AdminNotificationsHub {
+        db: state.db.clone(),
+        health: state.provider_health.clone(),
+    });
+    let master_key =
+        Arc::new(crate::auth::master_key::MasterKeyHubAuth { master_key: config.admin.master_key.as_str().into() });
+    let admin = HubEndpoint::new(
+        crate::hubs::admin_notifications::PATH,
+        admin_hub,
+        options.clone(),
+        master_key,
+        state.groups.clone(),
+    );
+    state.admin_events.do_send(crate::admin::notifier::AttachHub(admin.addr.clone()));
+    hubs.push(admin);
     if let Some(jwt) = conformance {
         tracing::warn!("signalr.conformance is on: test hubs are exposed with detailed errors");
         let mut options = config.signalr.hub_options();

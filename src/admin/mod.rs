@@ -1,5 +1,7 @@
 //! The admin REST API, behind the master key.
 
+pub mod notifier;
+pub mod providers;
 pub mod stats;
 pub mod virtual_keys;
 
@@ -9,4 +11,5 @@ use actix_web::web;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     virtual_keys::configure(cfg);
     stats::configure(cfg);
+    providers::configure(cfg);
 }

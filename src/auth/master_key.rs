@@ -56,3 +56,38 @@ impl FromRequest for AdminAuth {
         ready(check_master_key(&state.config.admin.master_key, presented.as_deref()).map(|_| AdminAuth))
     }
 }
+
+/// Hub authenticator for the admin hub: the master key, from `Authorization: Bearer` (negotiate) or
+/// `access_token` (browsers' sockets), or the admin API's headers. Every refusal is a 401, so that a
+/// caller learns nothing about why.
+pub struct MasterKeyHubAuth {
+    /// The configured master key; empty means the admin hub refuses everyone.
+    pub master_key: std::sync::Arc<str>,
+}
+
+impl crate::signalr::endpoint::Authenticator for MasterKeyHubAuth {
+    fn authenticate(
+        &self,
+        req: &HttpRequest,
+    ) -> futures_util::future::LocalBoxFuture<
+        'static,
+        Result<Option<crate::signalr::ConnectionUser>, crate::signalr::endpoint::AuthRejection>,
+    > {
+        let presented = presented_master_key(req);
+        let result = match check_master_key(&self.master_key, presented.as_deref()) {
+            Ok(()) => Ok(Some(crate::signalr::ConnectionUser {
+                kind: "admin",
+                id: "master".into(),
+                name: "admin".into(),
+                claims: Default::default(),
+                max_connections: None,
+            })),
+            Err(_) => Err(crate::signalr::endpoint::AuthRejection::Unauthorized),
+        };
+        Box::pin(std::future::ready(result))
+    }
+
+    fn required(&self) -> bool {
+        true
+    }
+}

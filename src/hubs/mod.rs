@@ -1,5 +1,6 @@
 //! Hubs: one file each. They know nothing of framing or transports.
 
+pub mod admin_notifications;
 pub mod conformance;
 pub mod generation;
 pub mod image_generation;

@@ -3,4 +3,5 @@
 pub mod cors;
 pub mod health;
 pub mod metrics;
+pub mod provider_health;
 pub mod request_log;
