@@ -64,6 +64,16 @@ pub struct Config {
     pub signalr: SignalrConfig,
     pub cors: CorsConfig,
     pub generation: GenerationConfig,
+    pub ops: OpsConfig,
+}
+
+/// `[ops]`: operators' endpoints.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpsConfig {
+    /// An extra listener serving only `GET /metrics` without the master key ("" = none): bind it to a
+    /// network only the scraper reaches.
+    pub metrics_bind: String,
 }
 
 /// `[generation]`: jobs, the simulated provider and connection limits of the generation hubs.
@@ -368,6 +378,17 @@ impl Config {
     }
 
     /// The bind address, already validated by [`Config::load`].
+    /// The open metrics listener's address, when one is configured.
+    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        let bind = self.ops.metrics_bind.trim();
+        if bind.is_empty() {
+            return Ok(None);
+        }
+        bind.parse()
+            .map(Some)
+            .map_err(|_| ConfigError::invalid("ops.metrics_bind", format!("'{bind}' is not an address")))
+    }
+
     pub fn bind_addr(&self) -> Result<SocketAddr, ConfigError> {
         self.server
             .bind

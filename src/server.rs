@@ -35,12 +35,28 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     pub handle: ServerHandle,
     server: Server,
+    /// The open metrics listener (`ops.metrics_bind`), stopped with the main server.
+    metrics: Option<(SocketAddr, Server)>,
 }
 
 impl RunningServer {
     /// Serves until the server is stopped (by its handle, or SIGINT/SIGTERM).
     pub async fn wait(self) -> std::io::Result<()> {
-        self.server.await
+        let metrics = self.metrics.map(|(_, server)| {
+            let handle = server.handle();
+            actix_web::rt::spawn(server);
+            handle
+        });
+        let result = self.server.await;
+        if let Some(handle) = metrics {
+            handle.stop(true).await;
+        }
+        result
+    }
+
+    /// The open metrics listener's real address, when `ops.metrics_bind` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(addr, _)| *addr)
     }
 }
 
@@ -89,6 +105,7 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
 /// Registers every route of the application.
 pub fn routes(cfg: &mut web::ServiceConfig, state: &AppState, conformance: Option<&ConformanceJwt>) {
     ops::health::configure(cfg);
+    ops::prometheus::configure(cfg);
     crate::admin::configure(cfg);
     crate::generation::configure(cfg);
     for hub in &state.hubs {
@@ -152,6 +169,7 @@ pub fn hubs(state: &AppState, conformance: Option<&ConformanceJwt>) -> Vec<HubEn
 /// Starts listening. The returned server must be awaited (or spawned) to serve.
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let addr = config.bind_addr()?;
+    let metrics_addr = config.metrics_addr()?;
     let workers = match config.server.workers {
         0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         n => n,
@@ -176,6 +194,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         let stream = state.config.redis.key(&state.config.generation.events_stream);
         actix_web::rt::spawn(crate::generation::intake::run(state.clone(), stream));
     }
+    let state_for_metrics = state.clone();
     let server = HttpServer::new(move || {
         let app_state = state.clone();
         let conformance = conformance.clone();
@@ -199,7 +218,22 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     .bind(addr)
     .map_err(|error| StartError::Bind { addr, error })?;
     let addr = server.addrs().first().copied().unwrap_or(addr);
+    let metrics = match metrics_addr {
+        Some(metrics_addr) => {
+            let data = state_for_metrics;
+            let listener =
+                HttpServer::new(move || App::new().app_data(data.clone()).configure(ops::prometheus::configure_open))
+                    .workers(1)
+                    .shutdown_timeout(1)
+                    .bind(metrics_addr)
+                    .map_err(|error| StartError::Bind { addr: metrics_addr, error })?;
+            let bound = listener.addrs().first().copied().unwrap_or(metrics_addr);
+            tracing::info!(addr = %bound, "metrics listening without a key (ops.metrics_bind)");
+            Some((bound, listener.run()))
+        }
+        None => None,
+    };
     let server = server.run();
     tracing::info!(%addr, workers, "switchyard listening");
-    Ok(RunningServer { addr, handle: server.handle(), server })
+    Ok(RunningServer { addr, handle: server.handle(), server, metrics })
 }

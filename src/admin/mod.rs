@@ -1,5 +1,6 @@
 //! The admin REST API, behind the master key.
 
+pub mod connections;
 pub mod notifier;
 pub mod providers;
 pub mod stats;
@@ -12,4 +13,5 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     virtual_keys::configure(cfg);
     stats::configure(cfg);
     providers::configure(cfg);
+    connections::configure(cfg);
 }

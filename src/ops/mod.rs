@@ -3,5 +3,6 @@
 pub mod cors;
 pub mod health;
 pub mod metrics;
+pub mod prometheus;
 pub mod provider_health;
 pub mod request_log;

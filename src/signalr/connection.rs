@@ -95,6 +95,12 @@ pub struct Connection {
     next_client_invocation: u64,
     replay: Option<Replay>,
     on_closed: Vec<Box<dyn FnOnce() + Send>>,
+    /// The hub's path, as metrics label invocations.
+    hub_path: Arc<str>,
+    /// Messages received from and written to this client, for operators' views.
+    messages_in: u64,
+    messages_out: u64,
+    connected_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl Connection {
@@ -127,7 +133,17 @@ impl Connection {
             next_client_invocation: 0,
             replay: stateful.then(|| Replay { next_outgoing: 1, next_incoming: 1, ..Replay::default() }),
             on_closed: Vec::new(),
+            hub_path: Arc::from(""),
+            messages_in: 0,
+            messages_out: 0,
+            connected_at: chrono::Utc::now(),
         }
+    }
+
+    /// Names the hub the connection belongs to (a metrics label).
+    pub fn in_hub(mut self, path: &str) -> Self {
+        self.hub_path = Arc::from(path);
+        self
     }
 
     /// Runs `f` once when the connection ends (used to leave the principal's group).
@@ -175,6 +191,8 @@ impl Connection {
 
     fn push_raw(&mut self, bytes: Bytes, binary: bool, ctx: &mut Context<Self>) {
         self.last_sent = Instant::now();
+        self.messages_out += 1;
+        crate::ops::metrics::MESSAGES_OUT.inc();
         match &mut self.outbox {
             Outbox::Detached { .. } => {}
             Outbox::Stream(tx) => {
@@ -366,6 +384,8 @@ impl Connection {
     }
 
     fn on_message(&mut self, msg: HubMessage, ctx: &mut Context<Self>) {
+        self.messages_in += 1;
+        crate::ops::metrics::MESSAGES_IN.inc();
         if msg.is_sequenced() && !self.accept_sequenced(ctx) {
             return;
         }
@@ -446,13 +466,27 @@ impl Connection {
                 act.send_message(&HubMessage::completion_error(id.clone(), text), ctx);
             }
         };
+        let hub_path = self.hub_path.clone();
+        let count = move |method: &str, ok: bool| {
+            let outcome = if ok { "ok" } else { "error" };
+            crate::ops::metrics::INVOCATIONS_BY_METHOD.inc([&hub_path, method, outcome]);
+        };
         let Some(method) = find_method(self.hub.methods(), &target) else {
+            // The client's text is not a label: unknown names are counted together.
+            count("(unknown)", false);
             // ASP.NET reports an unknown method as a HubException, so its text is shown either way.
             let text = format!(
                 "Failed to invoke '{target}' due to an error on the server. HubException: Method does not exist."
             );
             return fail(self, ctx, text);
         };
+        let checks_pass =
+            matches!((method.kind, streaming_call), (MethodKind::Streaming, true) | (MethodKind::Unary, false))
+                && args.len() == method.params
+                && stream_ids.len() == method.upload_streams;
+        if !checks_pass {
+            count(method.name, false);
+        }
         match (method.kind, streaming_call) {
             (MethodKind::Streaming, false) => {
                 return fail(
@@ -507,7 +541,9 @@ impl Connection {
             let stream_id = id.clone();
             let handle = ctx.spawn(
                 async move {
-                    match fut.await {
+                    let result = fut.await;
+                    count(name, result.is_ok());
+                    match result {
                         Ok(HubReply::Stream(mut items)) => {
                             while let Some(item) = items.next().await {
                                 match item {
@@ -537,6 +573,7 @@ impl Connection {
             ctx.spawn(
                 async move {
                     let result = fut.await;
+                    count(name, result.is_ok());
                     if result.is_err() {
                         crate::ops::metrics::INVOCATION_ERRORS.inc();
                     }
@@ -776,6 +813,44 @@ impl Handler<PollFinished> for Connection {
                 *waiting = None;
             }
         }
+    }
+}
+
+/// What operators may see of a live connection. Never a secret: no token, no credential, no query.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionInfo {
+    pub connection_id: String,
+    pub hub: String,
+    /// `None` until a transport attached.
+    pub transport: Option<&'static str>,
+    pub principal_kind: Option<&'static str>,
+    pub principal_id: Option<String>,
+    pub remote_address: Option<String>,
+    pub connected_since: String,
+    pub messages_in: u64,
+    pub messages_out: u64,
+}
+
+/// Asks a connection to describe itself (see [`ConnectionInfo`]).
+#[derive(Message)]
+#[rtype(result = "ConnectionInfo")]
+pub struct Describe;
+
+impl Handler<Describe> for Connection {
+    type Result = MessageResult<Describe>;
+    fn handle(&mut self, _: Describe, _: &mut Self::Context) -> Self::Result {
+        MessageResult(ConnectionInfo {
+            connection_id: self.id.to_string(),
+            hub: self.hub_path.to_string(),
+            transport: self.transport.map(TransportKind::name),
+            principal_kind: self.user.as_ref().map(|u| u.kind),
+            principal_id: self.user.as_ref().map(|u| u.id.clone()),
+            remote_address: self.request.remote_addr.clone(),
+            connected_since: self.connected_at.to_rfc3339(),
+            messages_in: self.messages_in,
+            messages_out: self.messages_out,
+        })
     }
 }
 

@@ -136,11 +136,17 @@ async fn authenticate(ep: &HubEndpoint, req: &HttpRequest) -> Result<Option<Conn
     match ep.auth.authenticate(req).await {
         Ok(None) if ep.auth.required() => {
             crate::ops::metrics::AUTH_FAILURES.inc();
+            crate::ops::metrics::AUTH_FAILURES_BY_REASON.inc(["missing"]);
             Err(HttpResponse::Unauthorized().finish())
         }
         Ok(user) => Ok(user),
         Err(r) => {
             crate::ops::metrics::AUTH_FAILURES.inc();
+            let reason = match r {
+                AuthRejection::Unauthorized => "invalid",
+                AuthRejection::Forbidden | AuthRejection::Refused(_) => "forbidden",
+            };
+            crate::ops::metrics::AUTH_FAILURES_BY_REASON.inc([reason]);
             Err(rejection(&r))
         }
     }
@@ -165,7 +171,8 @@ async fn create_connection(
         user,
         request_info(req),
         stateful,
-    );
+    )
+    .in_hub(&ep.path);
     if let Some((key, _)) = &principal {
         let (groups, key, connection_id) = (ep.groups.clone(), key.clone(), id.clone());
         conn = conn.on_closed(move || groups.do_send(Leave { key, connection_id }));
