@@ -399,3 +399,89 @@ async fn metrics_bind_serves_metrics_without_a_key() {
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     handle.stop(true).await;
 }
+
+async fn connections(srv: &TestServer) -> Value {
+    let mut res = srv.client().get(srv.url("/api/connections")).bearer_auth(MASTER_KEY).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    json_body(&mut res).await
+}
+
+#[actix_rt::test]
+async fn operators_list_connections_without_secrets_and_close_one_with_a_reason() {
+    let srv = TestServer::start_with(server_options()).await;
+    assert_eq!(srv.client().get(srv.url("/api/connections")).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    let res = srv.client().delete(srv.url("/api/connections/x")).bearer_auth("wrong").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    let mut res = srv
+        .client()
+        .post(srv.url("/api/virtualkeys"))
+        .bearer_auth(MASTER_KEY)
+        .send_json(&json!({"keyName": "listed"}))
+        .await
+        .unwrap();
+    let created = json_body(&mut res).await;
+    let key = created["virtualKey"].as_str().unwrap().to_string();
+    let key_id = created["keyInfo"]["id"].as_i64().unwrap();
+
+    let mut anon = open_ws(&srv, "/testhub").await;
+    let id = invoke(&mut anon, "1", "GetCallerConnectionId", json!([])).await["result"].as_str().unwrap().to_string();
+    invoke(&mut anon, "2", "Echo", json!(["x"])).await;
+    let mut keyed = open_ws(&srv, &format!("/hubs/image-generation?access_token={key}")).await;
+
+    let list = connections(&srv).await;
+    let text = list.to_string();
+    assert!(!text.contains(&key), "the key must never be listed");
+    assert!(!text.contains("access_token"), "no query strings");
+    let all = list["connections"].as_array().unwrap();
+    assert_eq!(list["count"], all.len());
+    let anon_info = all.iter().find(|c| c["connectionId"] == id.as_str()).expect("the anonymous connection is listed");
+    assert_eq!(anon_info["hub"], "/testhub");
+    assert_eq!(anon_info["transport"], "WebSockets");
+    assert_eq!(anon_info["principalKind"], Value::Null);
+    assert_eq!(anon_info["remoteAddress"], "127.0.0.1");
+    assert!(anon_info["messagesIn"].as_u64().unwrap() >= 2, "{anon_info}");
+    assert!(anon_info["messagesOut"].as_u64().unwrap() >= 3, "{anon_info}");
+    assert!(chrono::DateTime::parse_from_rfc3339(anon_info["connectedSince"].as_str().unwrap()).is_ok());
+    let keyed_info = all.iter().find(|c| c["hub"] == "/hubs/image-generation").expect("the keyed connection is listed");
+    assert_eq!(keyed_info["principalKind"], "vkey");
+    assert_eq!(keyed_info["principalId"], key_id.to_string());
+    for field in ["connectionToken", "token", "accessToken"] {
+        assert!(keyed_info.get(field).is_none());
+    }
+
+    // Closing: the client gets a Close with the reason, and the connection leaves the list.
+    let res = srv
+        .client()
+        .delete(srv.url(&format!("/api/connections/{id}?reason=maintenance%20window")))
+        .bearer_auth(MASTER_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let close = read_until(&mut anon, |m| m["type"] == 7).await;
+    assert_eq!(close["error"], "maintenance window");
+    assert!(close.get("allowReconnect").is_none_or(|v| v == false));
+    let keyed_id = keyed_info["connectionId"].as_str().unwrap().to_string();
+    let res = srv
+        .client()
+        .delete(srv.url(&format!("/api/connections/{keyed_id}")))
+        .bearer_auth(MASTER_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let close = read_until(&mut keyed, |m| m["type"] == 7).await;
+    assert_eq!(close["error"], "Connection closed by an operator");
+
+    let res = srv.client().delete(srv.url("/api/connections/nope")).bearer_auth(MASTER_KEY).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    for _ in 0..40 {
+        let list = connections(&srv).await;
+        if list["count"] == 0 {
+            return;
+        }
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("closed connections are still listed: {}", connections(&srv).await);
+}
