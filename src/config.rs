@@ -65,6 +65,15 @@ pub struct Config {
     pub cors: CorsConfig,
     pub generation: GenerationConfig,
     pub ops: OpsConfig,
+    pub shutdown: ShutdownConfig,
+}
+
+/// `[shutdown]`: how a SIGTERM or SIGINT ends the server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// Seconds the server waits for requests and connections to finish before it exits anyway.
+    pub timeout: u64,
 }
 
 /// `[ops]`: operators' endpoints.

@@ -14,7 +14,8 @@ use crate::generation::progress::{RegisterHub, TaskProgress};
 use crate::generation::TaskKind;
 use crate::hubs::conformance::ConformanceJwt;
 use crate::ops;
-use crate::signalr::{Anonymous, HubEndpoint, TransportKind};
+use crate::signalr::hub_actor::CloseConnections;
+use crate::signalr::{Anonymous, HubEndpoint, Target, TransportKind};
 use crate::state::AppState;
 
 /// Why the server could not start. Nothing is left running when this is returned.
@@ -37,21 +38,94 @@ pub struct RunningServer {
     server: Server,
     /// The open metrics listener (`ops.metrics_bind`), stopped with the main server.
     metrics: Option<(SocketAddr, Server)>,
+    shutdown: Shutdown,
+}
+
+/// A graceful shutdown: stop accepting, refuse new hub connections, tell every SignalR client to
+/// reconnect (a Close with `allowReconnect: true`, which also ends SSE streams and long polls), then let
+/// running requests finish within `shutdown.timeout`. SIGTERM and SIGINT run it; tests may call it.
+#[derive(Clone)]
+pub struct Shutdown {
+    hubs: Vec<HubEndpoint>,
+    handle: ServerHandle,
+}
+
+/// The reason in the Close message clients receive when the server shuts down.
+pub const SHUTDOWN_REASON: &str = "Server is shutting down";
+
+impl Shutdown {
+    /// Runs the shutdown; resolves when the server has stopped.
+    pub async fn run(&self) {
+        tracing::info!("shutting down: no new connections; asking clients to reconnect");
+        self.handle.pause().await;
+        for hub in &self.hubs {
+            hub.drain();
+        }
+        let mut closed = 0;
+        for hub in &self.hubs {
+            closed += hub
+                .addr
+                .send(CloseConnections {
+                    to: Target::All,
+                    error: Some(SHUTDOWN_REASON.to_string()),
+                    allow_reconnect: true,
+                })
+                .await
+                .unwrap_or(0);
+        }
+        tracing::info!(connections = closed, "clients told to reconnect; finishing running requests");
+        self.handle.stop(true).await;
+    }
+}
+
+/// Waits for SIGTERM or SIGINT (Ctrl-C).
+async fn termination_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received"),
+                    _ = int.recv() => tracing::info!("SIGINT received"),
+                }
+            }
+            _ => {
+                tracing::error!("cannot listen for termination signals; stop the process with SIGKILL");
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 impl RunningServer {
     /// Serves until the server is stopped (by its handle, or SIGINT/SIGTERM).
     pub async fn wait(self) -> std::io::Result<()> {
+        let shutdown = self.shutdown.clone();
+        let signals = actix_web::rt::spawn(async move {
+            termination_signal().await;
+            shutdown.run().await;
+        });
         let metrics = self.metrics.map(|(_, server)| {
             let handle = server.handle();
             actix_web::rt::spawn(server);
             handle
         });
         let result = self.server.await;
+        signals.abort();
         if let Some(handle) = metrics {
             handle.stop(true).await;
         }
         result
+    }
+
+    /// A handle to shut the server down gracefully, as SIGTERM does.
+    pub fn shutdown(&self) -> Shutdown {
+        self.shutdown.clone()
     }
 
     /// The open metrics listener's real address, when `ops.metrics_bind` is set.
@@ -195,6 +269,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         actix_web::rt::spawn(crate::generation::intake::run(state.clone(), stream));
     }
     let state_for_metrics = state.clone();
+    let shutdown_hubs = state.hubs.clone();
+    let shutdown_timeout = state.config.shutdown.timeout;
     let server = HttpServer::new(move || {
         let app_state = state.clone();
         let conformance = conformance.clone();
@@ -214,7 +290,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             .configure(move |cfg| routes(cfg, &app_state, conformance.as_ref()))
     })
     .workers(workers)
-    .shutdown_timeout(30)
+    // Signals are handled by `Shutdown`, which first tells SignalR clients to reconnect.
+    .disable_signals()
+    .shutdown_timeout(shutdown_timeout)
     .bind(addr)
     .map_err(|error| StartError::Bind { addr, error })?;
     let addr = server.addrs().first().copied().unwrap_or(addr);
@@ -224,6 +302,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             let listener =
                 HttpServer::new(move || App::new().app_data(data.clone()).configure(ops::prometheus::configure_open))
                     .workers(1)
+                    .disable_signals()
                     .shutdown_timeout(1)
                     .bind(metrics_addr)
                     .map_err(|error| StartError::Bind { addr: metrics_addr, error })?;
@@ -235,5 +314,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     };
     let server = server.run();
     tracing::info!(%addr, workers, "switchyard listening");
-    Ok(RunningServer { addr, handle: server.handle(), server, metrics })
+    let handle = server.handle();
+    let shutdown = Shutdown { hubs: shutdown_hubs, handle: handle.clone() };
+    Ok(RunningServer { addr, handle, server, metrics, shutdown })
 }

@@ -485,3 +485,29 @@ async fn operators_list_connections_without_secrets_and_close_one_with_a_reason(
     }
     panic!("closed connections are still listed: {}", connections(&srv).await);
 }
+
+#[actix_rt::test]
+async fn a_graceful_shutdown_tells_clients_to_reconnect_and_stops_the_server() {
+    let dir = common::TempDir::new();
+    let config = common::test_config(&server_options(), &dir).await;
+    let running = switchyard::server::start(config).await.expect("server starts");
+    let srv_base = format!("http://{}", running.addr);
+    let shutdown = running.shutdown();
+    let served = actix_web::rt::spawn(running.wait());
+    let client = awc::Client::default();
+    let url = format!("{}/testhub", srv_base.replacen("http", "ws", 1));
+    let (_, mut socket) = client.ws(url).connect().await.expect("websocket opens");
+    socket.send(ws::Message::Text(format!("{{\"protocol\":\"json\",\"version\":1}}{RS}").into())).await.unwrap();
+    assert_eq!(next_data(&mut socket).await.unwrap(), Bytes::from(format!("{{}}{RS}")));
+
+    let started = std::time::Instant::now();
+    let stopping = actix_web::rt::spawn(async move { shutdown.run().await });
+    let close = read_until(&mut socket, |m| m["type"] == 7).await;
+    assert_eq!(close["allowReconnect"], true);
+    assert_eq!(close["error"], switchyard::server::SHUTDOWN_REASON);
+    assert!(next_data(&mut socket).await.is_none(), "the socket ends after the Close");
+    actix_rt::time::timeout(Duration::from_secs(10), stopping).await.expect("shutdown finishes").unwrap();
+    actix_rt::time::timeout(Duration::from_secs(10), served).await.expect("the server stops").unwrap().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5), "no wait for the timeout when clients leave");
+    assert!(client.get(format!("{srv_base}/health/live")).send().await.is_err(), "nothing listens any more");
+}

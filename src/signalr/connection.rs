@@ -103,6 +103,9 @@ pub struct Connection {
     connected_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// How long a closed long-polling connection keeps its last messages for the client's next poll.
+const CLOSING_POLL_GRACE: Duration = Duration::from_secs(5);
+
 impl Connection {
     /// A new connection; it registers itself with its hub when started.
     pub fn new(
@@ -254,9 +257,14 @@ impl Connection {
             Outbox::Stream(tx) => {
                 let _ = tx.try_send(OutFrame::Close(1000));
             }
-            Outbox::Poll { waiting, .. } => {
+            Outbox::Poll { waiting, queue, .. } => {
                 if let Some(poll) = waiting.take() {
                     let _ = poll.send(PollOutcome::Ended);
+                } else if !queue.is_empty() {
+                    // No poll is open: keep what is queued (the Close above all) for the client's next
+                    // poll, which stops the actor; a client that never polls again is dropped soon.
+                    ctx.run_later(CLOSING_POLL_GRACE, |_, ctx| ctx.stop());
+                    return;
                 }
             }
             Outbox::Detached { .. } => {}
@@ -767,7 +775,7 @@ pub struct Poll {
 
 impl Handler<Poll> for Connection {
     type Result = Result<(), AttachError>;
-    fn handle(&mut self, msg: Poll, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: Poll, ctx: &mut Self::Context) -> Self::Result {
         match &mut self.outbox {
             Outbox::Detached { .. } if self.transport.is_none() => {
                 // The first poll answers at once, empty: the client then knows the connection is up.
@@ -791,6 +799,10 @@ impl Handler<Poll> for Connection {
                     }
                     *queued_bytes = 0;
                     let _ = msg.reply.send(PollOutcome::Data(Bytes::from(joined)));
+                    if matches!(self.phase, Phase::Closed) {
+                        // The last messages of a closed connection (see `finish`) are delivered.
+                        ctx.stop();
+                    }
                 }
                 Ok(())
             }

@@ -66,6 +66,9 @@ pub struct HubEndpoint {
     pub auth: Arc<dyn Authenticator>,
     /// Per-principal connection groups, shared by every hub.
     pub groups: Addr<crate::groups::ConnectionGroups>,
+    /// Set when the server shuts down: new connections are refused with 503 (clients retry elsewhere
+    /// or later) while the existing ones are told to reconnect.
+    draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl HubEndpoint {
@@ -78,7 +81,24 @@ impl HubEndpoint {
         groups: Addr<crate::groups::ConnectionGroups>,
     ) -> HubEndpoint {
         let addr = HubActor::new(path).start();
-        HubEndpoint { path: path.to_string(), hub, addr, options: Arc::new(options), auth, groups }
+        HubEndpoint {
+            path: path.to_string(),
+            hub,
+            addr,
+            options: Arc::new(options),
+            auth,
+            groups,
+            draining: Arc::default(),
+        }
+    }
+
+    /// Refuses new connections from now on (for a graceful shutdown).
+    pub fn drain(&self) {
+        self.draining.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Registers the routes: `{path}/negotiate`, and `{path}` for the transports.
@@ -205,7 +225,14 @@ async fn create_connection(
     Ok((id, token, addr))
 }
 
+fn shutting_down() -> HttpResponse {
+    HttpResponse::ServiceUnavailable().insert_header((header::RETRY_AFTER, "1")).finish()
+}
+
 async fn negotiate(req: HttpRequest, ep: web::Data<HubEndpoint>) -> HttpResponse {
+    if ep.is_draining() {
+        return shutting_down();
+    }
     let version: u32 = query(&req, "negotiateVersion").and_then(|v| v.parse().ok()).unwrap_or(0).min(1);
     let user = match authenticate(&ep, &req).await {
         Ok(user) => user,
@@ -280,6 +307,7 @@ async fn connect(req: HttpRequest, payload: web::Payload, ep: web::Data<HubEndpo
                 Ok(addr) => addr,
                 Err(response) => return response,
             },
+            None if ep.is_draining() => return shutting_down(),
             None => {
                 // skipNegotiation: the connection is made on the spot, after the same auth check.
                 let user = match authenticate(&ep, &req).await {
