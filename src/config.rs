@@ -66,6 +66,15 @@ pub struct Config {
     pub generation: GenerationConfig,
     pub ops: OpsConfig,
     pub shutdown: ShutdownConfig,
+    pub navigation: NavigationConfig,
+}
+
+/// `[navigation]`: who may reach the credential-less navigation-state hub.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NavigationConfig {
+    /// Networks (`10.0.0.0/8`, `::1/128`, or single addresses) whose clients may connect.
+    pub allowed_networks: Vec<String>,
 }
 
 /// `[shutdown]`: how a SIGTERM or SIGINT ends the server.
@@ -386,7 +395,18 @@ impl Config {
         self.server.data_dir.join("switchyard.sqlite3")
     }
 
-    /// The bind address, already validated by [`Config::load`].
+    /// The networks allowed to reach the navigation-state hub; an entry that does not parse stops the start.
+    pub fn navigation_networks(&self) -> Result<Vec<crate::hubs::navigation_state::Network>, ConfigError> {
+        self.navigation
+            .allowed_networks
+            .iter()
+            .map(|n| {
+                crate::hubs::navigation_state::Network::parse(n)
+                    .map_err(|e| ConfigError::invalid("navigation.allowed_networks", e))
+            })
+            .collect()
+    }
+
     /// The open metrics listener's address, when one is configured.
     pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
         let bind = self.ops.metrics_bind.trim();
@@ -398,6 +418,7 @@ impl Config {
             .map_err(|_| ConfigError::invalid("ops.metrics_bind", format!("'{bind}' is not an address")))
     }
 
+    /// The bind address, already validated by [`Config::load`].
     pub fn bind_addr(&self) -> Result<SocketAddr, ConfigError> {
         self.server
             .bind

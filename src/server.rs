@@ -219,6 +219,18 @@ pub fn hubs(state: &AppState, conformance: Option<&ConformanceJwt>) -> Vec<HubEn
     );
     state.admin_events.do_send(crate::admin::notifier::AttachHub(admin.addr.clone()));
     hubs.push(admin);
+    let navigation = HubEndpoint::new(
+        crate::hubs::navigation_state::PATH,
+        Arc::new(crate::hubs::navigation_state::NavigationStateHub::default()),
+        options.clone(),
+        // Checked in `start`; an unparsable list here allows nobody.
+        Arc::new(crate::hubs::navigation_state::NetworkAllowList {
+            networks: config.navigation_networks().unwrap_or_default(),
+        }),
+        state.groups.clone(),
+    );
+    state.provider_health.do_send(crate::ops::provider_health::AttachNavigation(navigation.addr.clone()));
+    hubs.push(navigation);
     if let Some(jwt) = conformance {
         tracing::warn!("signalr.conformance is on: test hubs are exposed with detailed errors");
         let mut options = config.signalr.hub_options();
@@ -244,6 +256,7 @@ pub fn hubs(state: &AppState, conformance: Option<&ConformanceJwt>) -> Vec<HubEn
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let addr = config.bind_addr()?;
     let metrics_addr = config.metrics_addr()?;
+    config.navigation_networks()?;
     let workers = match config.server.workers {
         0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         n => n,

@@ -511,3 +511,15 @@ async fn a_graceful_shutdown_tells_clients_to_reconnect_and_stops_the_server() {
     assert!(started.elapsed() < Duration::from_secs(5), "no wait for the timeout when clients leave");
     assert!(client.get(format!("{srv_base}/health/live")).send().await.is_err(), "nothing listens any more");
 }
+
+#[actix_rt::test]
+async fn an_unparsable_allowed_network_stops_the_start() {
+    let dir = common::TempDir::new();
+    let mut options = server_options();
+    options.env.push(("SWITCHYARD__NAVIGATION__ALLOWED_NETWORKS".into(), "127.0.0.0/8, not-a-network".into()));
+    let config = common::test_config(&options, &dir).await;
+    match switchyard::server::start(config).await {
+        Ok(_) => panic!("a server started with an unparsable allowed network"),
+        Err(e) => assert!(e.to_string().contains("navigation.allowed_networks"), "{e}"),
+    }
+}

@@ -64,6 +64,8 @@ struct Provider {
 pub struct ProviderHealth {
     providers: HashMap<String, Provider>,
     notifier: Addr<AdminNotifier>,
+    /// The navigation-state hub, told about every change too.
+    navigation: Option<Addr<crate::signalr::HubActor>>,
 }
 
 impl ProviderHealth {
@@ -83,7 +85,7 @@ impl ProviderHealth {
                 (name.to_ascii_lowercase(), Provider { outcomes: VecDeque::new(), info })
             })
             .collect();
-        ProviderHealth { providers, notifier }
+        ProviderHealth { providers, notifier, navigation: None }
     }
 
     fn all(&self) -> Vec<ProviderHealthInfo> {
@@ -98,12 +100,27 @@ impl ProviderHealth {
         let moved = before.as_ref().is_none_or(|b| b.status != p.info.status || b.details != p.info.details);
         if moved {
             self.notifier.do_send(AdminEvent::ProviderHealth(p.info.clone()));
+            if let Some(hub) = &self.navigation {
+                crate::hubs::navigation_state::provider_health_changed(hub, &p.info);
+            }
         }
     }
 }
 
 impl Actor for ProviderHealth {
     type Context = Context<Self>;
+}
+
+/// Attaches the navigation-state hub once it exists.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AttachNavigation(pub Addr<crate::signalr::HubActor>);
+
+impl Handler<AttachNavigation> for ProviderHealth {
+    type Result = ();
+    fn handle(&mut self, msg: AttachNavigation, _: &mut Self::Context) {
+        self.navigation = Some(msg.0);
+    }
 }
 
 /// A finished task of a provider: `ok` when it completed, with how long it took.
