@@ -42,7 +42,9 @@ fn valid_name(name: &str, first_extra: &[char]) -> bool {
 }
 
 /// Parses `{a="x",b="y"}` from the start of `text`; returns the labels and the rest.
-fn parse_labels(text: &str) -> Result<(Vec<(String, String)>, &str), String> {
+type Labels = Vec<(String, String)>;
+
+fn parse_labels(text: &str) -> Result<(Labels, &str), String> {
     let mut labels = Vec::new();
     let mut rest = text.strip_prefix('{').ok_or("expected {")?;
     loop {
@@ -118,10 +120,8 @@ fn parse_exposition(text: &str) -> Result<Exposition, String> {
         if let Some(comment) = line.strip_prefix("# ") {
             let mut parts = comment.splitn(3, ' ');
             match (parts.next(), parts.next(), parts.next()) {
-                (Some("HELP"), Some(name), Some(_)) => {
-                    if !helped.insert(name.to_string()) {
-                        return Err(at("HELP repeated".into()));
-                    }
+                (Some("HELP"), Some(name), Some(_)) if !helped.insert(name.to_string()) => {
+                    return Err(at("HELP repeated".into()));
                 }
                 (Some("TYPE"), Some(name), Some(kind)) => {
                     if !valid_name(name, &[':']) {

@@ -163,7 +163,8 @@ impl Handler<AdminEvent> for AdminNotifier {
 /// The thresholds (percent of the budget) that spend crossed going from `before` to `after`: each one
 /// is reported once, when it is first reached.
 pub fn crossed_thresholds(before: f64, after: f64, budget: f64) -> Vec<u32> {
-    if !(budget > 0.0) || after <= before {
+    // `budget` may be NaN or zero: neither has thresholds.
+    if budget.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) || after <= before {
         return Vec::new();
     }
     [80u32, 90, 95, 100]
