@@ -324,6 +324,7 @@ pub async fn watch_expiry(state: actix_web::web::Data<crate::state::AppState>) {
             Ok(ids) => {
                 for id in ids {
                     close_connections(&state, id, "Virtual key has expired");
+                    state.admin_events.do_send(AdminEvent::KeyExpired { key_id: id });
                 }
                 checked_until = now;
             }

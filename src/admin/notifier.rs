@@ -50,6 +50,8 @@ pub enum AdminEvent {
     KeyUpdated { info: KeyInfo, update_type: &'static str, details: Value, priority: Priority },
     /// A key was deleted.
     KeyDeleted { key_id: i64 },
+    /// A key reached its expiry time (its connections were just closed).
+    KeyExpired { key_id: i64 },
     /// A key's spend crossed a threshold of its budget.
     SpendAlert { key_id: i64, threshold: u32, current_spend: f64, budget_limit: f64 },
     /// A key's connection cap refused a connection.
@@ -120,6 +122,10 @@ impl Handler<AdminEvent> for AdminNotifier {
             AdminEvent::KeyDeleted { key_id } => {
                 send(admins(), "VirtualKeyDeleted", json!({ "virtualKeyId": key_id, "timestamp": now() }));
                 let update = key_update(key_id, "Deleted", json!({}), Priority::High);
+                send(Target::Group(key_group(key_id)), "VirtualKeyUpdate", update);
+            }
+            AdminEvent::KeyExpired { key_id } => {
+                let update = key_update(key_id, "Expired", json!({}), Priority::High);
                 send(Target::Group(key_group(key_id)), "VirtualKeyUpdate", update);
             }
             AdminEvent::SpendAlert { key_id, threshold, current_spend, budget_limit } => {

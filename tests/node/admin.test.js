@@ -161,6 +161,16 @@ test("key created, updated, disabled and deleted reach every admin; subscribers 
 });
 
 /** Runs a simulated job; done when the key's subscriber `a` sees the spend reach `spend`. */
+test("a key that expires is reported to its subscribers with high priority", async () => {
+  const a = await admin();
+  const { id } = await createKey({ expiresAt: new Date(Date.now() + 1500).toISOString() });
+  await a.connection.invoke("SubscribeToVirtualKey", id);
+  await a.next("SubscribedToVirtualKey", (v) => v === id);
+  const expired = await a.next("VirtualKeyUpdate", (u) => u.virtualKeyId === id && u.updateType === "Expired");
+  assert.equal(expired.priority, "high");
+  await a.stop();
+});
+
 async function runJob(key, a, spend) {
   const res = await api("POST", "/v1/images/generations/async", { model: "sim-image", prompt: "p" }, {
     Authorization: `Bearer ${key}`,
