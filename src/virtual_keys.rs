@@ -263,7 +263,10 @@ pub async fn record_spend(state: &crate::state::AppState, key_id: i64, amount: f
             enforce(state, &row);
         }
         Ok(None) => {}
-        Err(e) => tracing::error!(key_id, error = %e, "cannot record spend"),
+        Err(e) => {
+            crate::ops::metrics::STORAGE_ERRORS.inc();
+            tracing::error!(key_id, error = %e, "cannot record spend");
+        }
     }
 }
 
@@ -328,7 +331,10 @@ pub async fn watch_expiry(state: actix_web::web::Data<crate::state::AppState>) {
                 }
                 checked_until = now;
             }
-            Err(e) => tracing::debug!(error = %e, "expiry check failed; retrying"),
+            Err(e) => {
+                crate::ops::metrics::STORAGE_ERRORS.inc();
+                tracing::debug!(error = %e, "expiry check failed; retrying");
+            }
         }
     }
 }
