@@ -92,6 +92,8 @@ pub struct OpsConfig {
     /// An extra listener serving only `GET /metrics` without the master key ("" = none): bind it to a
     /// network only the scraper reaches.
     pub metrics_bind: String,
+    /// The operator pages' folder (`/admin`, `/test-admin-signalr.html`); "" = not served.
+    pub pages_dir: String,
 }
 
 /// `[generation]`: jobs, the simulated provider and connection limits of the generation hubs.

@@ -180,6 +180,7 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
 pub fn routes(cfg: &mut web::ServiceConfig, state: &AppState, conformance: Option<&ConformanceJwt>) {
     ops::health::configure(cfg);
     ops::prometheus::configure(cfg);
+    ops::pages::configure(cfg);
     crate::admin::configure(cfg);
     crate::generation::configure(cfg);
     for hub in &state.hubs {

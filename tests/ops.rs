@@ -523,3 +523,34 @@ async fn an_unparsable_allowed_network_stops_the_start() {
         Err(e) => assert!(e.to_string().contains("navigation.allowed_networks"), "{e}"),
     }
 }
+
+#[actix_rt::test]
+async fn operator_pages_are_served_from_their_folder_with_a_strict_policy() {
+    let srv = TestServer::start_with(server_options()).await;
+    for (path, content_type, marker) in [
+        ("/admin", "text/html", "Operator console"),
+        ("/test-admin-signalr.html", "text/html", "/hubs/admin-notifications"),
+        ("/operator/signalr-lite.js", "text/javascript", "export class HubClient"),
+        ("/operator/admin.js", "text/javascript", "/api/connections"),
+        ("/operator/test-admin.js", "text/javascript", "dataset.method"),
+        ("/operator/operator.css", "text/css", "body"),
+    ] {
+        let mut res = srv.client().get(srv.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+        let ct = res.headers().get("content-type").unwrap().to_str().unwrap().to_string();
+        assert!(ct.starts_with(content_type), "{path}: {ct}");
+        let csp = res.headers().get("content-security-policy").unwrap().to_str().unwrap().to_string();
+        assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+        let body = String::from_utf8(res.body().await.unwrap().to_vec()).unwrap();
+        assert!(body.contains(marker), "{path}");
+    }
+    for path in ["/operator/../Cargo.toml", "/operator/other.js", "/operator/%2e%2e/Cargo.toml"] {
+        let res = srv.client().get(srv.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+
+    let mut options = server_options();
+    options.env.push(("SWITCHYARD__OPS__PAGES_DIR".into(), String::new()));
+    let off = TestServer::start_with(options).await;
+    assert_eq!(off.client().get(off.url("/admin")).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+}
