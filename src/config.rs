@@ -31,6 +31,8 @@ pub const LEGACY_ENV: &[(&str, &str)] = &[
     ("JWT_SESSION_ID_CLAIM", "jwt.session_id_claim"),
     ("JWKS_URL", "jwt.jwks_url"),
     ("JWT_ENTITY_CLAIM", "jwt.entity_claim"),
+    ("REQUIRE_AUTH", "chat.require_auth"),
+    ("ORCHESTRATOR_URL", "chat.orchestrator_url"),
 ];
 
 /// Prefix of the structured environment overrides: `SWITCHYARD__SECTION__KEY`.
@@ -67,6 +69,7 @@ pub struct Config {
     pub ops: OpsConfig,
     pub shutdown: ShutdownConfig,
     pub navigation: NavigationConfig,
+    pub chat: crate::chat::settings::ChatSettings,
 }
 
 /// `[navigation]`: who may reach the credential-less navigation-state hub.
@@ -331,6 +334,14 @@ impl Config {
             ConfigError::invalid(source_name, format!("{path}: {}", e.inner()))
         })?;
         config.validate(&origin)?;
+        let redis_configured = !config.redis.url.is_empty();
+        if let Err((setting, message)) = config.chat.check(sources.profile.as_deref(), redis_configured) {
+            let named = match origin.get(setting) {
+                Some(src) if src != setting => format!("{setting} (from {src})"),
+                _ => setting.to_string(),
+            };
+            return Err(ConfigError::invalid(named, message));
+        }
         Ok(config)
     }
 
@@ -345,9 +356,8 @@ impl Config {
                 format!("'{}' is not an address like 127.0.0.1:8080", self.server.bind),
             ));
         }
-        if !self.server.public_url.is_empty()
-            && !(self.server.public_url.starts_with("http://") || self.server.public_url.starts_with("https://"))
-        {
+        let url = &self.server.public_url;
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             return Err(ConfigError::invalid(named("server.public_url"), "must start with http:// or https://"));
         }
         if let Err(message) = crate::db::DatabaseKind::parse(&self.database.url) {
@@ -357,7 +367,7 @@ impl Config {
             return Err(ConfigError::invalid(named("database.pool_size"), "must be at least 1"));
         }
         let redis = &self.redis.url;
-        if !redis.is_empty() && !(redis.starts_with("redis://") || redis.starts_with("rediss://")) {
+        if !(redis.is_empty() || redis.starts_with("redis://") || redis.starts_with("rediss://")) {
             return Err(ConfigError::invalid(named("redis.url"), "must start with redis:// or rediss://"));
         }
         let s = &self.signalr;

@@ -162,7 +162,9 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
     let provider_health =
         actix::Actor::start(crate::ops::provider_health::ProviderHealth::new(provider_names, admin_events.clone()));
     let limits = actix::Actor::start(crate::generation::limits::LocalCounters::default());
+    let chat = crate::chat::ChatState::build(&config, &db, redis.as_ref())?;
     Ok(AppState {
+        chat,
         config: Arc::new(config),
         db,
         redis,
@@ -183,6 +185,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: &AppState, conformance: Optio
     ops::pages::configure(cfg);
     crate::admin::configure(cfg);
     crate::generation::configure(cfg);
+    crate::chat::configure(cfg);
     for hub in &state.hubs {
         hub.configure(cfg);
     }
@@ -306,6 +309,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     .workers(workers)
     // Signals are handled by `Shutdown`, which first tells SignalR clients to reconnect.
     .disable_signals()
+    // A client that closes its side has gone (as Kestrel sees it): without this, a Server-Sent Events
+    // response whose client sent FIN stays open until the next write fails, keeping the connection alive.
+    .h1_allow_half_closed(false)
     .shutdown_timeout(shutdown_timeout)
     .bind(addr)
     .map_err(|error| StartError::Bind { addr, error })?;

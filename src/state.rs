@@ -25,4 +25,6 @@ pub struct AppState {
     pub admin_events: actix::Addr<crate::admin::notifier::AdminNotifier>,
     /// Provider health, from task outcomes and workers' reports.
     pub provider_health: actix::Addr<crate::ops::provider_health::ProviderHealth>,
+    /// Tickets, JWT verification and the orchestrator of the ticketed chat.
+    pub chat: crate::chat::ChatState,
 }

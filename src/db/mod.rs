@@ -2,6 +2,7 @@
 //! functions every other module calls. Queries are written once and compiled for each backend through
 //! [`with_conn!`], so both run exactly the same diesel code.
 
+pub mod conversations;
 pub mod schema;
 pub mod tasks;
 pub mod virtual_keys;

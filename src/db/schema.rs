@@ -38,3 +38,28 @@ diesel::table! {
         updated_at -> BigInt,
     }
 }
+
+diesel::table! {
+    chat_conversations (id) {
+        id -> Text,
+        tenant_id -> Text,
+        user_id -> Text,
+        title -> Text,
+        message_count -> Integer,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    chat_messages (id) {
+        id -> BigInt,
+        conversation_id -> Text,
+        role -> Text,
+        content -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::joinable!(chat_messages -> chat_conversations (conversation_id));
+diesel::allow_tables_to_appear_in_same_query!(chat_conversations, chat_messages);

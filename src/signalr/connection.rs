@@ -307,7 +307,10 @@ impl Connection {
                     });
                     match chosen {
                         Ok(protocol) => {
-                            self.push_raw(Bytes::from_static(HANDSHAKE_SUCCESS), false, ctx);
+                            // In the protocol's frame type, as ASP.NET (it sets the active transfer format
+                            // before writing the response): a Binary frame for MessagePack.
+                            let binary = protocol.transfer_format() == TransferFormat::Binary;
+                            self.push_raw(Bytes::from_static(HANDSHAKE_SUCCESS), binary, ctx);
                             self.phase = Phase::Open {
                                 protocol,
                                 decoder: MessageDecoder::new(protocol, self.options.max_message_size),
@@ -640,11 +643,9 @@ impl Connection {
                 let polling = matches!(self.outbox, Outbox::Poll { .. });
                 if !polling && now.duration_since(self.last_received) >= self.options.client_timeout {
                     tracing::debug!(connection = %self.id, "client timeout, closing");
-                    self.close(
-                        Some("Server timeout elapsed without receiving a message from the client.".into()),
-                        true,
-                        ctx,
-                    );
+                    // As ASP.NET (AbortAllowReconnect): a Close with no error that allows reconnecting, so the
+                    // client's onclose gets no error and withAutomaticReconnect reconnects.
+                    self.close(None, true, ctx);
                 } else if !polling && now.duration_since(self.last_sent) >= self.options.keep_alive {
                     let binary = protocol.transfer_format() == TransferFormat::Binary;
                     self.push_raw(Bytes::from_static(protocol.ping_frame()), binary, ctx);
@@ -728,6 +729,10 @@ pub enum AttachError {
 pub struct AttachStream {
     pub transport: TransportKind,
     pub tx: mpsc::Sender<OutFrame>,
+    /// The transport's request: what the hub sees as the connection's request from now on (as in
+    /// ASP.NET, where `GetHttpContext()` is the transport's request, not negotiate's, so cookies set by
+    /// negotiate and the transport URL's query are visible). Ignored on a stateful reconnect.
+    pub request: Option<RequestInfo>,
 }
 
 impl Handler<AttachStream> for Connection {
@@ -742,6 +747,9 @@ impl Handler<AttachStream> for Connection {
         }
         self.transport = Some(msg.transport);
         self.outbox = Outbox::Stream(msg.tx);
+        if let (false, Some(request)) = (reconnecting, msg.request) {
+            self.request = Arc::new(request);
+        }
         self.last_received = Instant::now();
         if reconnecting {
             // Stateful reconnect: tell the client where our replay starts, then replay.
@@ -771,6 +779,8 @@ impl Handler<AttachStream> for Connection {
 #[rtype(result = "Result<(), AttachError>")]
 pub struct Poll {
     pub reply: oneshot::Sender<PollOutcome>,
+    /// The poll's request; the first poll's becomes the connection's request (see [`AttachStream`]).
+    pub request: Option<RequestInfo>,
 }
 
 impl Handler<Poll> for Connection {
@@ -780,6 +790,9 @@ impl Handler<Poll> for Connection {
             Outbox::Detached { .. } if self.transport.is_none() => {
                 // The first poll answers at once, empty: the client then knows the connection is up.
                 self.transport = Some(TransportKind::LongPolling);
+                if let Some(request) = msg.request {
+                    self.request = Arc::new(request);
+                }
                 self.outbox =
                     Outbox::Poll { queue: VecDeque::new(), queued_bytes: 0, waiting: None, last_poll: Instant::now() };
                 let _ = msg.reply.send(PollOutcome::Empty);

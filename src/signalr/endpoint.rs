@@ -333,12 +333,12 @@ async fn connect(req: HttpRequest, payload: web::Payload, ep: web::Data<HubEndpo
         if !ep.options.transports.contains(&TransportKind::ServerSentEvents) {
             return HttpResponse::NotFound().finish();
         }
-        return server_sent_events(ep, addr).await;
+        return server_sent_events(ep, addr, request_info(&req)).await;
     }
     if !ep.options.transports.contains(&TransportKind::LongPolling) {
         return HttpResponse::NotFound().finish();
     }
-    long_poll(ep, addr).await
+    long_poll(ep, addr, request_info(&req)).await
 }
 
 async fn websocket(
@@ -352,7 +352,8 @@ async fn websocket(
         Err(e) => return HttpResponse::BadRequest().body(e.to_string()),
     };
     let (tx, rx) = mpsc::channel::<OutFrame>(ep.options.max_outgoing_queue);
-    match addr.send(AttachStream { transport: TransportKind::WebSockets, tx: tx.clone() }).await {
+    let request = Some(request_info(&req));
+    match addr.send(AttachStream { transport: TransportKind::WebSockets, tx: tx.clone(), request }).await {
         Ok(Ok(())) => {}
         Ok(Err(AttachError::Conflict)) => return HttpResponse::Conflict().body("Connection already has a transport"),
         Ok(Err(AttachError::WrongTransport)) => {
@@ -441,9 +442,9 @@ impl Drop for SseGuard {
     }
 }
 
-async fn server_sent_events(ep: web::Data<HubEndpoint>, addr: Addr<Connection>) -> HttpResponse {
+async fn server_sent_events(ep: web::Data<HubEndpoint>, addr: Addr<Connection>, request: RequestInfo) -> HttpResponse {
     let (tx, rx) = mpsc::channel::<OutFrame>(ep.options.max_outgoing_queue);
-    match addr.send(AttachStream { transport: TransportKind::ServerSentEvents, tx }).await {
+    match addr.send(AttachStream { transport: TransportKind::ServerSentEvents, tx, request: Some(request) }).await {
         Ok(Ok(())) => {}
         Ok(Err(_)) => return HttpResponse::Conflict().finish(),
         Err(_) => return HttpResponse::NotFound().body("No Connection with that ID"),
@@ -473,9 +474,9 @@ async fn server_sent_events(ep: web::Data<HubEndpoint>, addr: Addr<Connection>) 
         .streaming(opening.chain(events))
 }
 
-async fn long_poll(ep: web::Data<HubEndpoint>, addr: Addr<Connection>) -> HttpResponse {
+async fn long_poll(ep: web::Data<HubEndpoint>, addr: Addr<Connection>, request: RequestInfo) -> HttpResponse {
     let (reply, outcome) = oneshot::channel();
-    match addr.send(Poll { reply }).await {
+    match addr.send(Poll { reply, request: Some(request) }).await {
         Ok(Ok(())) => {}
         Ok(Err(_)) => return HttpResponse::BadRequest().body("Cannot change transports mid-connection"),
         Err(_) => return HttpResponse::NoContent().finish(),
@@ -523,6 +524,8 @@ async fn delete(req: HttpRequest, ep: web::Data<HubEndpoint>) -> HttpResponse {
             addr.do_send(TransportClosed { clean: true });
             HttpResponse::Accepted().finish()
         }
+        // The connection is ending (e.g. the client's Close message arrived just before): it is gone.
+        Err(_) => HttpResponse::NotFound().body("No Connection with that ID"),
         _ => HttpResponse::BadRequest().body("Cannot terminate this connection using the DELETE endpoint."),
     }
 }

@@ -229,14 +229,19 @@ export function builder(url, opts = {}) {
 /**
  * A TCP proxy on a free port forwarding to 127.0.0.1:targetPort. `cut()` destroys every proxied
  * socket pair abruptly (TCP RST, no WebSocket close frame); new connections are accepted afterwards.
- * `refuse = true` makes it reset new connections at once (a server that is "down").
+ * `refuse = true` makes it reset new connections at once (a server that is "down"); `delayMs` holds
+ * new connections that long before forwarding them (the client stays away meanwhile).
  */
 export async function startProxy(targetPort) {
   const pairs = new Set();
   const proxy = {
     port: 0,
     refuse: false,
+    /** Milliseconds to hold each new connection before it is forwarded. */
+    delayMs: 0,
     accepted: 0,
+    /** First request line seen on each proxied socket, e.g. "GET /testhub?id=... HTTP/1.1". */
+    requests: [],
     cut() {
       const n = pairs.size;
       for (const pair of pairs) {
@@ -258,8 +263,21 @@ export async function startProxy(targetPort) {
       client.resetAndDestroy();
       return;
     }
+    if (proxy.delayMs > 0) {
+      // A slow network: hold the new socket (its bytes wait in the kernel) before connecting upstream.
+      client.pause();
+      client.on("error", () => client.destroy());
+      setTimeout(() => (client.destroyed ? undefined : forward(client)), proxy.delayMs);
+      return;
+    }
+    forward(client);
+  });
+  const forward = (client) => {
     const upstream = net.connect(targetPort, "127.0.0.1");
     const pair = [client, upstream];
+    client.once("data", (chunk) => {
+      proxy.requests.push(chunk.toString("latin1").split("\r\n", 1)[0]);
+    });
     pairs.add(pair);
     const drop = () => {
       pairs.delete(pair);
@@ -270,7 +288,7 @@ export async function startProxy(targetPort) {
     upstream.on("error", drop).on("close", drop);
     client.pipe(upstream);
     upstream.pipe(client);
-  });
+  };
   await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
   proxy.port = server.address().port;
   proxy.url = `http://127.0.0.1:${proxy.port}`;

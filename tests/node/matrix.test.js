@@ -26,14 +26,16 @@ after(async () => {
   if (server) await server.stop();
 });
 
-for (const combo of COMBOS) {
+// SY_COMBO=<substring> runs only the matching combinations (for debugging).
+const only = process.env.SY_COMBO;
+for (const combo of COMBOS.filter((c) => !only || c.name.includes(only))) {
   describe(combo.name, () => {
     let connection;
     let closed;
     const logger = { lines: [], log(level, msg) { if (level >= signalR.LogLevel.Warning) this.lines.push(msg); } };
 
     before(async () => {
-      connection = builder(`${server.url}/testhub`, { ...combo, logger }).build();
+      connection = builder(`${server.url}/testhub`, { ...combo, logger, headers: { "X-Switchyard-Test": "matrix" } }).build();
       closed = deferred();
       connection.onclose((error) => closed.resolve(error));
       await within(connection.start(), 10000, `start over ${combo.name}`);
@@ -235,6 +237,38 @@ for (const combo of COMBOS) {
       }
     });
 
+    test("request details reach the hub: a custom header, and the cookies set on negotiate", async () => {
+      // Node's client sends `headers` on every request, WebSockets included.
+      assert.equal(await connection.invoke("GetHeader", "X-Switchyard-Test"), "matrix");
+      assert.equal(await connection.invoke("GetHeader", "X-Not-Sent"), null);
+      // In Node the client names itself in User-Agent (X-SignalR-User-Agent is for browsers).
+      assert.match(await connection.invoke("GetHeader", "User-Agent"), /^Microsoft SignalR\/10\./);
+      if (!combo.skipNegotiation) {
+        // The conformance server sets testCookie (and an expired one) on negotiate; the client's cookie
+        // jar sends it back on the transport's request.
+        assert.equal(await connection.invoke("GetCookie", "testCookie"), "testValue");
+        assert.equal(await connection.invoke("GetCookie", "expiredCookie"), null);
+      }
+    });
+
+    test("client result: a throwing handler and a missing handler come back as errors", async () => {
+      const id = await connection.invoke("GetCallerConnectionId");
+      const url = `${server.url}/clientresult/${encodeURIComponent(id)}`;
+      connection.on("Result", () => {
+        throw new Error("nope");
+      });
+      try {
+        const res = await within(fetch(url), 10000, "GET /clientresult");
+        assert.equal(await res.text(), "Error: nope");
+      } finally {
+        connection.off("Result");
+      }
+      // No handler at all: the client answers "Client didn't provide a result." (and logs a warning).
+      const res = await within(fetch(url), 10000, "GET /clientresult");
+      assert.equal(await res.text(), "Client didn't provide a result.");
+      logger.lines = logger.lines.filter((l) => !/'result'/.test(l));
+    });
+
     test("many concurrent invocations each resolve with their own result", async () => {
       const inputs = Array.from({ length: 50 }, (_, i) => `msg-${i}`);
       const results = await within(Promise.all(inputs.map((m) => connection.invoke("Echo", m))), 10000, "50 invocations");
@@ -244,18 +278,24 @@ for (const combo of COMBOS) {
 }
 
 describe("/testhub-nowebsockets", () => {
-  test("negotiate offers no WebSockets; the default client falls back and works", async () => {
-    const res = await fetch(`${server.url}/testhub-nowebsockets/negotiate?negotiateVersion=1`, { method: "POST" });
-    assert.equal(res.status, 200);
-    const body = await res.json();
-    assert.deepEqual(
-      body.availableTransports.map((t) => t.transport),
-      ["ServerSentEvents", "LongPolling"],
-    );
+  test("the default client falls back from WebSockets to Server-Sent Events and works", async () => {
     const connection = builder(`${server.url}/testhub-nowebsockets`).build();
     await connection.start();
     try {
       assert.equal(await connection.invoke("GetActiveTransportName"), "ServerSentEvents");
+      assert.equal(await connection.invoke("Echo", "x"), "x");
+    } finally {
+      await connection.stop();
+    }
+  });
+});
+
+describe("/testhub-nowebsockets with MessagePack", () => {
+  test("the default client skips Server-Sent Events (text only) and uses long polling", async () => {
+    const connection = builder(`${server.url}/testhub-nowebsockets`, { protocol: "messagepack" }).build();
+    await connection.start();
+    try {
+      assert.equal(await connection.invoke("GetActiveTransportName"), "LongPolling");
       assert.equal(await connection.invoke("Echo", "x"), "x");
     } finally {
       await connection.stop();
