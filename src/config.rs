@@ -66,7 +66,37 @@ pub struct Config {
     pub signalr: SignalrConfig,
     pub cors: CorsConfig,
     pub generation: GenerationConfig,
+    pub ops: OpsConfig,
+    pub shutdown: ShutdownConfig,
+    pub navigation: NavigationConfig,
     pub chat: crate::chat::settings::ChatSettings,
+}
+
+/// `[navigation]`: who may reach the credential-less navigation-state hub.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NavigationConfig {
+    /// Networks (`10.0.0.0/8`, `::1/128`, or single addresses) whose clients may connect.
+    pub allowed_networks: Vec<String>,
+}
+
+/// `[shutdown]`: how a SIGTERM or SIGINT ends the server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// Seconds the server waits for requests and connections to finish before it exits anyway.
+    pub timeout: u64,
+}
+
+/// `[ops]`: operators' endpoints.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpsConfig {
+    /// An extra listener serving only `GET /metrics` without the master key ("" = none): bind it to a
+    /// network only the scraper reaches.
+    pub metrics_bind: String,
+    /// The operator pages' folder (`/admin`, `/test-admin-signalr.html`); "" = not served.
+    pub pages_dir: String,
 }
 
 /// `[generation]`: jobs, the simulated provider and connection limits of the generation hubs.
@@ -85,6 +115,8 @@ pub struct GenerationConfig {
     pub updates_stream: String,
     pub jobs_stream: String,
     pub events_stream: String,
+    /// Providers whose health operators watch, besides the simulated one (workers report on them).
+    pub providers: Vec<String>,
 }
 
 impl fmt::Debug for GenerationConfig {
@@ -375,6 +407,29 @@ impl Config {
     /// Where the embedded SQLite database lives when no URL is configured.
     pub fn sqlite_default_path(&self) -> PathBuf {
         self.server.data_dir.join("switchyard.sqlite3")
+    }
+
+    /// The networks allowed to reach the navigation-state hub; an entry that does not parse stops the start.
+    pub fn navigation_networks(&self) -> Result<Vec<crate::hubs::navigation_state::Network>, ConfigError> {
+        self.navigation
+            .allowed_networks
+            .iter()
+            .map(|n| {
+                crate::hubs::navigation_state::Network::parse(n)
+                    .map_err(|e| ConfigError::invalid("navigation.allowed_networks", e))
+            })
+            .collect()
+    }
+
+    /// The open metrics listener's address, when one is configured.
+    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        let bind = self.ops.metrics_bind.trim();
+        if bind.is_empty() {
+            return Ok(None);
+        }
+        bind.parse()
+            .map(Some)
+            .map_err(|_| ConfigError::invalid("ops.metrics_bind", format!("'{bind}' is not an address")))
     }
 
     /// The bind address, already validated by [`Config::load`].

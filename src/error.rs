@@ -56,6 +56,7 @@ impl ApiError {
 
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
+        crate::ops::metrics::STORAGE_ERRORS.inc();
         match e {
             DbError::Unavailable(detail) => {
                 tracing::error!(error = %detail, "database unavailable");

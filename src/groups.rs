@@ -115,9 +115,17 @@ pub struct ConnectionGroups {
     burst: usize,
     window: Duration,
     cooldown: Duration,
+    /// Told when a virtual key's cap refuses a connection (the admin hub's `ConnectionLimitReached`).
+    on_limit: Option<Recipient<crate::admin::notifier::AdminEvent>>,
 }
 
 impl ConnectionGroups {
+    /// Reports refusals by a virtual key's cap to `listener`, so operators see keys at their limit.
+    pub fn notify_limits(mut self, listener: Recipient<crate::admin::notifier::AdminEvent>) -> Self {
+        self.on_limit = Some(listener);
+        self
+    }
+
     /// `burst` = 0 turns the cool-down off.
     pub fn new(burst: usize, window: Duration, cooldown: Duration) -> Self {
         ConnectionGroups {
@@ -127,6 +135,7 @@ impl ConnectionGroups {
             burst,
             window,
             cooldown,
+            on_limit: None,
         }
     }
 
@@ -189,10 +198,18 @@ impl Handler<Join> for ConnectionGroups {
         let group = addr.clone();
         Box::pin(addr.send(msg).into_actor(self).map(move |result, act, _| {
             let result = result.unwrap_or(Err(CapReached::Limit { limit: 0 }));
-            match result {
+            match &result {
                 // Re-insert if a concurrent Leave emptied the entry meanwhile: the actor still holds us.
-                Ok(n) => act.groups.entry(key).or_insert_with(|| (group, n)).1 = n,
-                Err(_) => {
+                Ok(n) => act.groups.entry(key).or_insert_with(|| (group, *n)).1 = *n,
+                Err(refusal) => {
+                    if let (CapReached::Limit { limit }, Some(listener)) = (refusal, &act.on_limit) {
+                        if let Some(key_id) = key.strip_prefix("vkey:").and_then(|id| id.parse::<i64>().ok()) {
+                            listener.do_send(crate::admin::notifier::AdminEvent::ConnectionLimitReached {
+                                key_id,
+                                limit: *limit,
+                            });
+                        }
+                    }
                     if act.groups.get(&key).is_some_and(|(_, count)| *count == 0) {
                         act.groups.remove(&key);
                     }

@@ -14,7 +14,8 @@ use crate::generation::progress::{RegisterHub, TaskProgress};
 use crate::generation::TaskKind;
 use crate::hubs::conformance::ConformanceJwt;
 use crate::ops;
-use crate::signalr::{Anonymous, HubEndpoint, TransportKind};
+use crate::signalr::hub_actor::CloseConnections;
+use crate::signalr::{Anonymous, HubEndpoint, Target, TransportKind};
 use crate::state::AppState;
 
 /// Why the server could not start. Nothing is left running when this is returned.
@@ -35,12 +36,101 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     pub handle: ServerHandle,
     server: Server,
+    /// The open metrics listener (`ops.metrics_bind`), stopped with the main server.
+    metrics: Option<(SocketAddr, Server)>,
+    shutdown: Shutdown,
+}
+
+/// A graceful shutdown: stop accepting, refuse new hub connections, tell every SignalR client to
+/// reconnect (a Close with `allowReconnect: true`, which also ends SSE streams and long polls), then let
+/// running requests finish within `shutdown.timeout`. SIGTERM and SIGINT run it; tests may call it.
+#[derive(Clone)]
+pub struct Shutdown {
+    hubs: Vec<HubEndpoint>,
+    handle: ServerHandle,
+}
+
+/// The reason in the Close message clients receive when the server shuts down.
+pub const SHUTDOWN_REASON: &str = "Server is shutting down";
+
+impl Shutdown {
+    /// Runs the shutdown; resolves when the server has stopped.
+    pub async fn run(&self) {
+        tracing::info!("shutting down: no new connections; asking clients to reconnect");
+        self.handle.pause().await;
+        for hub in &self.hubs {
+            hub.drain();
+        }
+        let mut closed = 0;
+        for hub in &self.hubs {
+            closed += hub
+                .addr
+                .send(CloseConnections {
+                    to: Target::All,
+                    error: Some(SHUTDOWN_REASON.to_string()),
+                    allow_reconnect: true,
+                })
+                .await
+                .unwrap_or(0);
+        }
+        tracing::info!(connections = closed, "clients told to reconnect; finishing running requests");
+        self.handle.stop(true).await;
+    }
+}
+
+/// Waits for SIGTERM or SIGINT (Ctrl-C).
+async fn termination_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received"),
+                    _ = int.recv() => tracing::info!("SIGINT received"),
+                }
+            }
+            _ => {
+                tracing::error!("cannot listen for termination signals; stop the process with SIGKILL");
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 impl RunningServer {
     /// Serves until the server is stopped (by its handle, or SIGINT/SIGTERM).
     pub async fn wait(self) -> std::io::Result<()> {
-        self.server.await
+        let shutdown = self.shutdown.clone();
+        let signals = actix_web::rt::spawn(async move {
+            termination_signal().await;
+            shutdown.run().await;
+        });
+        let metrics = self.metrics.map(|(_, server)| {
+            let handle = server.handle();
+            actix_web::rt::spawn(server);
+            handle
+        });
+        let result = self.server.await;
+        signals.abort();
+        if let Some(handle) = metrics {
+            handle.stop(true).await;
+        }
+        result
+    }
+
+    /// A handle to shut the server down gracefully, as SIGTERM does.
+    pub fn shutdown(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    /// The open metrics listener's real address, when `ops.metrics_bind` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(addr, _)| *addr)
     }
 }
 
@@ -55,11 +145,22 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         tracing::warn!("{}", crate::auth::master_key::NO_MASTER_KEY);
     }
     let g = &config.generation;
-    let groups = actix::Actor::start(crate::groups::ConnectionGroups::new(
-        g.connect_burst,
-        std::time::Duration::from_secs(g.connect_window_seconds),
-        std::time::Duration::from_secs(g.connect_cooldown_seconds),
-    ));
+    let admin_events = actix::Actor::start(crate::admin::notifier::AdminNotifier::default());
+    let groups = actix::Actor::start(
+        crate::groups::ConnectionGroups::new(
+            g.connect_burst,
+            std::time::Duration::from_secs(g.connect_window_seconds),
+            std::time::Duration::from_secs(g.connect_cooldown_seconds),
+        )
+        .notify_limits(admin_events.clone().recipient()),
+    );
+    let provider_names = g
+        .simulated_provider
+        .then(|| crate::ops::provider_health::SIMULATED.to_string())
+        .into_iter()
+        .chain(g.providers.iter().filter(|p| !p.trim().is_empty()).map(|p| p.trim().to_string()));
+    let provider_health =
+        actix::Actor::start(crate::ops::provider_health::ProviderHealth::new(provider_names, admin_events.clone()));
     let limits = actix::Actor::start(crate::generation::limits::LocalCounters::default());
     let chat = crate::chat::ChatState::build(&config, &db, redis.as_ref())?;
     Ok(AppState {
@@ -72,12 +173,16 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         hubs: Vec::new(),
         progress: None,
         limits,
+        admin_events,
+        provider_health,
     })
 }
 
 /// Registers every route of the application.
 pub fn routes(cfg: &mut web::ServiceConfig, state: &AppState, conformance: Option<&ConformanceJwt>) {
     ops::health::configure(cfg);
+    ops::prometheus::configure(cfg);
+    ops::pages::configure(cfg);
     crate::admin::configure(cfg);
     crate::generation::configure(cfg);
     crate::chat::configure(cfg);
@@ -103,6 +208,33 @@ pub fn hubs(state: &AppState, conformance: Option<&ConformanceJwt>) -> Vec<HubEn
     for (kind, hub) in [(TaskKind::Image, image), (TaskKind::Video, video)] {
         hubs.push(HubEndpoint::new(kind.hub_path(), hub, options.clone(), key_auth.clone(), state.groups.clone()));
     }
+    let admin_hub: Arc<dyn crate::signalr::Hub> = Arc::new(crate::hubs::admin_notifications::AdminNotificationsHub {
+        db: state.db.clone(),
+        health: state.provider_health.clone(),
+    });
+    let master_key =
+        Arc::new(crate::auth::master_key::MasterKeyHubAuth { master_key: config.admin.master_key.as_str().into() });
+    let admin = HubEndpoint::new(
+        crate::hubs::admin_notifications::PATH,
+        admin_hub,
+        options.clone(),
+        master_key,
+        state.groups.clone(),
+    );
+    state.admin_events.do_send(crate::admin::notifier::AttachHub(admin.addr.clone()));
+    hubs.push(admin);
+    let navigation = HubEndpoint::new(
+        crate::hubs::navigation_state::PATH,
+        Arc::new(crate::hubs::navigation_state::NavigationStateHub::default()),
+        options.clone(),
+        // Checked in `start`; an unparsable list here allows nobody.
+        Arc::new(crate::hubs::navigation_state::NetworkAllowList {
+            networks: config.navigation_networks().unwrap_or_default(),
+        }),
+        state.groups.clone(),
+    );
+    state.provider_health.do_send(crate::ops::provider_health::AttachNavigation(navigation.addr.clone()));
+    hubs.push(navigation);
     if let Some(jwt) = conformance {
         tracing::warn!("signalr.conformance is on: test hubs are exposed with detailed errors");
         let mut options = config.signalr.hub_options();
@@ -127,6 +259,8 @@ pub fn hubs(state: &AppState, conformance: Option<&ConformanceJwt>) -> Vec<HubEn
 /// Starts listening. The returned server must be awaited (or spawned) to serve.
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let addr = config.bind_addr()?;
+    let metrics_addr = config.metrics_addr()?;
+    config.navigation_networks()?;
     let workers = match config.server.workers {
         0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         n => n,
@@ -151,6 +285,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         let stream = state.config.redis.key(&state.config.generation.events_stream);
         actix_web::rt::spawn(crate::generation::intake::run(state.clone(), stream));
     }
+    let state_for_metrics = state.clone();
+    let shutdown_hubs = state.hubs.clone();
+    let shutdown_timeout = state.config.shutdown.timeout;
     let server = HttpServer::new(move || {
         let app_state = state.clone();
         let conformance = conformance.clone();
@@ -170,14 +307,34 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             .configure(move |cfg| routes(cfg, &app_state, conformance.as_ref()))
     })
     .workers(workers)
+    // Signals are handled by `Shutdown`, which first tells SignalR clients to reconnect.
+    .disable_signals()
     // A client that closes its side has gone (as Kestrel sees it): without this, a Server-Sent Events
     // response whose client sent FIN stays open until the next write fails, keeping the connection alive.
     .h1_allow_half_closed(false)
-    .shutdown_timeout(30)
+    .shutdown_timeout(shutdown_timeout)
     .bind(addr)
     .map_err(|error| StartError::Bind { addr, error })?;
     let addr = server.addrs().first().copied().unwrap_or(addr);
+    let metrics = match metrics_addr {
+        Some(metrics_addr) => {
+            let data = state_for_metrics;
+            let listener =
+                HttpServer::new(move || App::new().app_data(data.clone()).configure(ops::prometheus::configure_open))
+                    .workers(1)
+                    .disable_signals()
+                    .shutdown_timeout(1)
+                    .bind(metrics_addr)
+                    .map_err(|error| StartError::Bind { addr: metrics_addr, error })?;
+            let bound = listener.addrs().first().copied().unwrap_or(metrics_addr);
+            tracing::info!(addr = %bound, "metrics listening without a key (ops.metrics_bind)");
+            Some((bound, listener.run()))
+        }
+        None => None,
+    };
     let server = server.run();
     tracing::info!(%addr, workers, "switchyard listening");
-    Ok(RunningServer { addr, handle: server.handle(), server })
+    let handle = server.handle();
+    let shutdown = Shutdown { hubs: shutdown_hubs, handle: handle.clone() };
+    Ok(RunningServer { addr, handle, server, metrics, shutdown })
 }

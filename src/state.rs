@@ -21,6 +21,10 @@ pub struct AppState {
     pub progress: Option<actix::Addr<crate::generation::progress::TaskProgress>>,
     /// In-process rate-limit counters (used when Redis is not configured).
     pub limits: actix::Addr<crate::generation::limits::LocalCounters>,
+    /// Turns key, spend, cap and provider changes into admin hub events.
+    pub admin_events: actix::Addr<crate::admin::notifier::AdminNotifier>,
+    /// Provider health, from task outcomes and workers' reports.
+    pub provider_health: actix::Addr<crate::ops::provider_health::ProviderHealth>,
     /// Tickets, JWT verification and the orchestrator of the ticketed chat.
     pub chat: crate::chat::ChatState,
 }

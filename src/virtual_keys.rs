@@ -7,6 +7,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::admin::notifier::{AdminEvent, Priority};
 use crate::auth::secrets;
 use crate::db::virtual_keys::{self as repo, NewVirtualKey, VirtualKeyChanges, VirtualKeyRow};
 use crate::db::{ms_to_rfc3339, now_ms, Database};
@@ -257,10 +258,62 @@ pub fn enforce(state: &crate::state::AppState, row: &VirtualKeyRow) {
 /// budget stops authenticating and loses its live connections.
 pub async fn record_spend(state: &crate::state::AppState, key_id: i64, amount: f64) {
     match repo::add_spend(&state.db, key_id, amount).await {
-        Ok(Some(row)) => enforce(state, &row),
+        Ok(Some(row)) => {
+            notify_spend(state, &row, amount);
+            enforce(state, &row);
+        }
         Ok(None) => {}
-        Err(e) => tracing::error!(key_id, error = %e, "cannot record spend"),
+        Err(e) => {
+            crate::ops::metrics::STORAGE_ERRORS.inc();
+            tracing::error!(key_id, error = %e, "cannot record spend");
+        }
     }
+}
+
+/// Tells operators about a new key (the admin hub's `VirtualKeyCreated`).
+pub fn notify_created(state: &crate::state::AppState, info: &KeyInfo) {
+    state.admin_events.do_send(AdminEvent::KeyCreated(info.clone()));
+}
+
+/// Tells operators and the key's subscribers about a change made with `req` (already applied to `row`).
+/// Disabling is high priority: the key's clients have just lost their connections.
+pub fn notify_updated(state: &crate::state::AppState, row: &VirtualKeyRow, details: serde_json::Value) {
+    let enabled = details.get("isEnabled").and_then(serde_json::Value::as_bool);
+    let (update_type, priority) = match enabled {
+        Some(false) => ("Disabled", Priority::High),
+        Some(true) => ("Enabled", Priority::Normal),
+        None => ("Updated", Priority::Normal),
+    };
+    state.admin_events.do_send(AdminEvent::KeyUpdated { info: KeyInfo::from(row), update_type, details, priority });
+}
+
+/// Tells operators and the key's subscribers that a key is gone.
+pub fn notify_deleted(state: &crate::state::AppState, key_id: i64) {
+    state.admin_events.do_send(AdminEvent::KeyDeleted { key_id });
+}
+
+/// After spend grew by `amount` (atomically, so the spend before was `current - amount`): the key's
+/// subscribers see the new spend, and operators get one `HighSpendAlert` per budget threshold crossed.
+fn notify_spend(state: &crate::state::AppState, row: &VirtualKeyRow, amount: f64) {
+    let before = row.current_spend - amount;
+    let mut priority = Priority::Normal;
+    if let Some(budget) = row.max_budget {
+        for threshold in crate::admin::notifier::crossed_thresholds(before, row.current_spend, budget) {
+            if threshold >= 100 {
+                priority = Priority::High;
+            }
+            state.admin_events.do_send(AdminEvent::SpendAlert {
+                key_id: row.id,
+                threshold,
+                current_spend: row.current_spend,
+                budget_limit: budget,
+            });
+        }
+    }
+    let update_type = if priority == Priority::High { "BudgetExceeded" } else { "SpendUpdated" };
+    let details =
+        serde_json::json!({ "amount": amount, "currentSpend": row.current_spend, "maxBudget": row.max_budget });
+    state.admin_events.do_send(AdminEvent::KeyUpdated { info: KeyInfo::from(row), update_type, details, priority });
 }
 
 /// Closes the connections of keys as they expire, within half a second. Runs for the server's lifetime.
@@ -274,10 +327,14 @@ pub async fn watch_expiry(state: actix_web::web::Data<crate::state::AppState>) {
             Ok(ids) => {
                 for id in ids {
                     close_connections(&state, id, "Virtual key has expired");
+                    state.admin_events.do_send(AdminEvent::KeyExpired { key_id: id });
                 }
                 checked_until = now;
             }
-            Err(e) => tracing::debug!(error = %e, "expiry check failed; retrying"),
+            Err(e) => {
+                crate::ops::metrics::STORAGE_ERRORS.inc();
+                tracing::debug!(error = %e, "expiry check failed; retrying");
+            }
         }
     }
 }

@@ -1,5 +1,8 @@
 //! The admin REST API, behind the master key.
 
+pub mod connections;
+pub mod notifier;
+pub mod providers;
 pub mod stats;
 pub mod virtual_keys;
 
@@ -9,4 +12,6 @@ use actix_web::web;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     virtual_keys::configure(cfg);
     stats::configure(cfg);
+    providers::configure(cfg);
+    connections::configure(cfg);
 }

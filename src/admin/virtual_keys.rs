@@ -34,6 +34,7 @@ async fn create(_: AdminAuth, state: web::Data<AppState>, body: web::Bytes) -> R
     let req: CreateKeyRequest = parse_json(&body)?;
     let created = virtual_keys::create(&state.db, req).await?;
     tracing::info!(key_id = created.key_info.id, "virtual key created");
+    virtual_keys::notify_created(&state, &created.key_info);
     Ok(HttpResponse::Created().json(created))
 }
 
@@ -96,6 +97,9 @@ async fn update(
     let req: UpdateKeyRequest = parse_json(&body)?;
     let row = virtual_keys::update(&state.db, id, req).await?.ok_or_else(not_found)?;
     virtual_keys::enforce(&state, &row);
+    // The request names what changed; it holds no secret (keys cannot be changed, only settings).
+    let details = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+    virtual_keys::notify_updated(&state, &row, details);
     tracing::info!(key_id = id, enabled = row.is_enabled, "virtual key updated");
     Ok(HttpResponse::Ok().json(KeyInfo::from(&row)))
 }
@@ -106,6 +110,7 @@ async fn delete(_: AdminAuth, state: web::Data<AppState>, id: web::Path<String>)
         return Err(not_found());
     }
     virtual_keys::close_connections(&state, id, "Virtual key was deleted");
+    virtual_keys::notify_deleted(&state, id);
     tracing::info!(key_id = id, "virtual key deleted");
     Ok(HttpResponse::NoContent().finish())
 }

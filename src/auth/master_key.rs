@@ -53,6 +53,50 @@ impl FromRequest for AdminAuth {
             return ready(Err(ApiError::Internal("application state missing".into())));
         };
         let presented = presented_master_key(req);
-        ready(check_master_key(&state.config.admin.master_key, presented.as_deref()).map(|_| AdminAuth))
+        let checked = check_master_key(&state.config.admin.master_key, presented.as_deref());
+        if let Err(ApiError::Authentication(_)) = &checked {
+            let reason = if presented.is_none() { "master_key_missing" } else { "master_key_invalid" };
+            crate::ops::metrics::AUTH_FAILURES_BY_REASON.inc([reason]);
+        }
+        ready(checked.map(|_| AdminAuth))
+    }
+}
+
+/// Hub authenticator for the admin hub: the master key, from `Authorization: Bearer` (negotiate) or
+/// `access_token` (browsers' sockets), or the admin API's headers. Every refusal is a 401, so that a
+/// caller learns nothing about why.
+pub struct MasterKeyHubAuth {
+    /// The configured master key; empty means the admin hub refuses everyone.
+    pub master_key: std::sync::Arc<str>,
+}
+
+impl crate::signalr::endpoint::Authenticator for MasterKeyHubAuth {
+    fn authenticate(
+        &self,
+        req: &HttpRequest,
+    ) -> futures_util::future::LocalBoxFuture<
+        'static,
+        Result<Option<crate::signalr::ConnectionUser>, crate::signalr::endpoint::AuthRejection>,
+    > {
+        let presented = presented_master_key(req);
+        if presented.is_none() {
+            // No credential at all: the endpoint refuses it (401) and counts it as missing.
+            return Box::pin(std::future::ready(Ok(None)));
+        }
+        let result = match check_master_key(&self.master_key, presented.as_deref()) {
+            Ok(()) => Ok(Some(crate::signalr::ConnectionUser {
+                kind: "admin",
+                id: "master".into(),
+                name: "admin".into(),
+                claims: Default::default(),
+                max_connections: None,
+            })),
+            Err(_) => Err(crate::signalr::endpoint::AuthRejection::Unauthorized),
+        };
+        Box::pin(std::future::ready(result))
+    }
+
+    fn required(&self) -> bool {
+        true
     }
 }

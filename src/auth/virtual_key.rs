@@ -83,6 +83,8 @@ impl FromRequest for VirtualKeyAuth {
                 Err(reason) => {
                     tracing::debug!(?reason, "virtual key refused");
                     crate::ops::metrics::AUTH_FAILURES.inc();
+                    let reason = if reason == KeyRejection::Missing { "missing" } else { "invalid" };
+                    crate::ops::metrics::AUTH_FAILURES_BY_REASON.inc([reason]);
                     Err(ApiError::Authentication(INVALID_KEY.into()))
                 }
             }

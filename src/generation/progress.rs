@@ -99,12 +99,22 @@ pub struct PublishTask(pub TaskEvent);
 
 impl Handler<PublishTask> for TaskProgress {
     type Result = ();
-    fn handle(&mut self, msg: PublishTask, _: &mut Self::Context) {
+    fn handle(&mut self, msg: PublishTask, ctx: &mut Self::Context) {
         let event = msg.0;
         let Some(kind) = TaskKind::parse(&event.kind) else { return };
         let Some(hub) = self.hubs.get(&kind) else { return };
         let Some((method, args)) = event.hub_event() else { return };
         crate::ops::metrics::TASK_UPDATES_PUBLISHED.inc();
-        hub.do_send(Outgoing::invocation(Target::Group(kind.group(&event.id)), method, args));
+        let latency_ms = crate::db::now_ms().saturating_sub(event.stored_at);
+        crate::ops::metrics::DELIVERY_LATENCY.observe(latency_ms as f64 / 1000.0);
+        let send = hub.send(Outgoing::invocation(Target::Group(kind.group(&event.id)), method, args));
+        ctx.spawn(
+            async move {
+                if let Ok(recipients) = send.await {
+                    crate::ops::metrics::TASK_UPDATES_DELIVERED.add(recipients as u64);
+                }
+            }
+            .into_actor(self),
+        );
     }
 }

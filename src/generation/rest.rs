@@ -218,7 +218,7 @@ async fn cancel(
 }
 
 /// Admits the master key, or the configured worker token (`X-Worker-Token` or `Authorization: Bearer`).
-fn check_worker(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
+pub(crate) fn check_worker(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
     let token = &state.config.generation.worker_token;
     if !token.is_empty() {
         let presented =

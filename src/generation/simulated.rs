@@ -40,6 +40,7 @@ pub fn spawn(state: web::Data<AppState>, kind: TaskKind, task_id: String, model:
                 // Cancelled or finished elsewhere: stop working on it.
                 Ok(None) => return,
                 Err(e) => {
+                    crate::ops::metrics::STORAGE_ERRORS.inc();
                     tracing::error!(task = %task_id, error = %e, "simulated job cannot store progress");
                     return;
                 }
@@ -56,6 +57,7 @@ pub fn spawn(state: web::Data<AppState>, kind: TaskKind, task_id: String, model:
         };
         let cost = Some(cfg.simulated_cost * f64::from(n.max(1)));
         if let Err(e) = updates::apply(&state, &task_id, update(UpdateKind::Completed { result, cost })).await {
+            crate::ops::metrics::STORAGE_ERRORS.inc();
             tracing::error!(task = %task_id, error = %e, "simulated job cannot store its result");
         }
     });

@@ -152,10 +152,32 @@ pub async fn apply(state: &AppState, task_id: &str, update: TaskUpdate) -> Resul
         return Ok(None);
     };
     publish(state, TaskEvent::from_row(&row)).await;
+    record_outcome(state, &row);
     if let Some(amount) = cost.filter(|c| *c > 0.0) {
         crate::virtual_keys::record_spend(state, row.virtual_key_id, amount).await;
     }
     Ok(Some(row))
+}
+
+/// Counts a finished task towards its provider's health: completed is a success; failed and timed out
+/// are failures; a cancellation says nothing about the provider.
+fn record_outcome(state: &AppState, row: &TaskRow) {
+    let ok = match row.status.as_str() {
+        "completed" => true,
+        "failed" | "timedout" => false,
+        _ => return,
+    };
+    let provider = if super::simulated::handles(&row.model) {
+        crate::ops::provider_health::SIMULATED.to_string()
+    } else {
+        // Models named `provider/model` belong to that provider; others to no provider known here.
+        match row.model.split_once('/') {
+            Some((provider, _)) => provider.to_string(),
+            None => return,
+        }
+    };
+    let response_time_ms = u64::try_from(row.updated_at.saturating_sub(row.created_at)).ok();
+    state.provider_health.do_send(crate::ops::provider_health::RecordOutcome { provider, ok, response_time_ms });
 }
 
 /// Hands a stored state to delivery: the Redis stream when configured (every node reads it), else the

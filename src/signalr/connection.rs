@@ -190,7 +190,16 @@ pub struct Connection {
     next_client_invocation: u64,
     replay: Option<Replay>,
     on_closed: Vec<Box<dyn FnOnce() + Send>>,
+    /// The hub's path, as metrics label invocations.
+    hub_path: Arc<str>,
+    /// Messages received from and written to this client, for operators' views.
+    messages_in: u64,
+    messages_out: u64,
+    connected_at: chrono::DateTime<chrono::Utc>,
 }
+
+/// How long a closed long-polling connection keeps its last messages for the client's next poll.
+const CLOSING_POLL_GRACE: Duration = Duration::from_secs(5);
 
 impl Connection {
     /// A new connection; it registers itself with its hub when started.
@@ -222,7 +231,17 @@ impl Connection {
             next_client_invocation: 0,
             replay: stateful.then(|| Replay { next_outgoing: 1, next_incoming: 1, ..Replay::default() }),
             on_closed: Vec::new(),
+            hub_path: Arc::from(""),
+            messages_in: 0,
+            messages_out: 0,
+            connected_at: chrono::Utc::now(),
         }
+    }
+
+    /// Names the hub the connection belongs to (a metrics label).
+    pub fn in_hub(mut self, path: &str) -> Self {
+        self.hub_path = Arc::from(path);
+        self
     }
 
     /// Runs `f` once when the connection ends (used to leave the principal's group).
@@ -270,6 +289,8 @@ impl Connection {
 
     fn push_raw(&mut self, bytes: Bytes, binary: bool, ctx: &mut Context<Self>) {
         self.last_sent = Instant::now();
+        self.messages_out += 1;
+        crate::ops::metrics::MESSAGES_OUT.inc();
         match &mut self.outbox {
             Outbox::Detached { .. } => {}
             Outbox::Stream(outlet) => {
@@ -331,9 +352,14 @@ impl Connection {
         self.phase = Phase::Closed;
         match &mut self.outbox {
             Outbox::Stream(outlet) => outlet.control(OutFrame::Close(1000)),
-            Outbox::Poll { waiting, .. } => {
+            Outbox::Poll { waiting, queue, .. } => {
                 if let Some(poll) = waiting.take() {
                     let _ = poll.send(PollOutcome::Ended);
+                } else if !queue.is_empty() {
+                    // No poll is open: keep what is queued (the Close above all) for the client's next
+                    // poll, which stops the actor; a client that never polls again is dropped soon.
+                    ctx.run_later(CLOSING_POLL_GRACE, |_, ctx| ctx.stop());
+                    return;
                 }
             }
             Outbox::Detached { .. } => {}
@@ -469,6 +495,8 @@ impl Connection {
     }
 
     fn on_message(&mut self, msg: HubMessage, ctx: &mut Context<Self>) {
+        self.messages_in += 1;
+        crate::ops::metrics::MESSAGES_IN.inc();
         if msg.is_sequenced() && !self.accept_sequenced(ctx) {
             return;
         }
@@ -549,13 +577,27 @@ impl Connection {
                 act.send_message(&HubMessage::completion_error(id.clone(), text), ctx);
             }
         };
+        let hub_path = self.hub_path.clone();
+        let count = move |method: &str, ok: bool| {
+            let outcome = if ok { "ok" } else { "error" };
+            crate::ops::metrics::INVOCATIONS_BY_METHOD.inc([&hub_path, method, outcome]);
+        };
         let Some(method) = find_method(self.hub.methods(), &target) else {
+            // The client's text is not a label: unknown names are counted together.
+            count("(unknown)", false);
             // ASP.NET reports an unknown method as a HubException, so its text is shown either way.
             let text = format!(
                 "Failed to invoke '{target}' due to an error on the server. HubException: Method does not exist."
             );
             return fail(self, ctx, text);
         };
+        let checks_pass =
+            matches!((method.kind, streaming_call), (MethodKind::Streaming, true) | (MethodKind::Unary, false))
+                && args.len() == method.params
+                && stream_ids.len() == method.upload_streams;
+        if !checks_pass {
+            count(method.name, false);
+        }
         match (method.kind, streaming_call) {
             (MethodKind::Streaming, false) => {
                 return fail(
@@ -610,7 +652,9 @@ impl Connection {
             let stream_id = id.clone();
             let handle = ctx.spawn(
                 async move {
-                    match fut.await {
+                    let result = fut.await;
+                    count(name, result.is_ok());
+                    match result {
                         Ok(HubReply::Stream(mut items)) => {
                             while let Some(item) = items.next().await {
                                 match item {
@@ -640,6 +684,7 @@ impl Connection {
             ctx.spawn(
                 async move {
                     let result = fut.await;
+                    count(name, result.is_ok());
                     if result.is_err() {
                         crate::ops::metrics::INVOCATION_ERRORS.inc();
                     }
@@ -840,7 +885,7 @@ pub struct Poll {
 
 impl Handler<Poll> for Connection {
     type Result = Result<(), AttachError>;
-    fn handle(&mut self, msg: Poll, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: Poll, ctx: &mut Self::Context) -> Self::Result {
         match &mut self.outbox {
             Outbox::Detached { .. } if self.transport.is_none() => {
                 // The first poll answers at once, empty: the client then knows the connection is up.
@@ -867,6 +912,10 @@ impl Handler<Poll> for Connection {
                     }
                     *queued_bytes = 0;
                     let _ = msg.reply.send(PollOutcome::Data(Bytes::from(joined)));
+                    if matches!(self.phase, Phase::Closed) {
+                        // The last messages of a closed connection (see `finish`) are delivered.
+                        ctx.stop();
+                    }
                 }
                 Ok(())
             }
@@ -889,6 +938,44 @@ impl Handler<PollFinished> for Connection {
                 *waiting = None;
             }
         }
+    }
+}
+
+/// What operators may see of a live connection. Never a secret: no token, no credential, no query.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionInfo {
+    pub connection_id: String,
+    pub hub: String,
+    /// `None` until a transport attached.
+    pub transport: Option<&'static str>,
+    pub principal_kind: Option<&'static str>,
+    pub principal_id: Option<String>,
+    pub remote_address: Option<String>,
+    pub connected_since: String,
+    pub messages_in: u64,
+    pub messages_out: u64,
+}
+
+/// Asks a connection to describe itself (see [`ConnectionInfo`]).
+#[derive(Message)]
+#[rtype(result = "ConnectionInfo")]
+pub struct Describe;
+
+impl Handler<Describe> for Connection {
+    type Result = MessageResult<Describe>;
+    fn handle(&mut self, _: Describe, _: &mut Self::Context) -> Self::Result {
+        MessageResult(ConnectionInfo {
+            connection_id: self.id.to_string(),
+            hub: self.hub_path.to_string(),
+            transport: self.transport.map(TransportKind::name),
+            principal_kind: self.user.as_ref().map(|u| u.kind),
+            principal_id: self.user.as_ref().map(|u| u.id.clone()),
+            remote_address: self.request.remote_addr.clone(),
+            connected_since: self.connected_at.to_rfc3339(),
+            messages_in: self.messages_in,
+            messages_out: self.messages_out,
+        })
     }
 }
 

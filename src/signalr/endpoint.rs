@@ -66,6 +66,9 @@ pub struct HubEndpoint {
     pub auth: Arc<dyn Authenticator>,
     /// Per-principal connection groups, shared by every hub.
     pub groups: Addr<crate::groups::ConnectionGroups>,
+    /// Set when the server shuts down: new connections are refused with 503 (clients retry elsewhere
+    /// or later) while the existing ones are told to reconnect.
+    draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl HubEndpoint {
@@ -78,7 +81,24 @@ impl HubEndpoint {
         groups: Addr<crate::groups::ConnectionGroups>,
     ) -> HubEndpoint {
         let addr = HubActor::new(path).start();
-        HubEndpoint { path: path.to_string(), hub, addr, options: Arc::new(options), auth, groups }
+        HubEndpoint {
+            path: path.to_string(),
+            hub,
+            addr,
+            options: Arc::new(options),
+            auth,
+            groups,
+            draining: Arc::default(),
+        }
+    }
+
+    /// Refuses new connections from now on (for a graceful shutdown).
+    pub fn drain(&self) {
+        self.draining.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Registers the routes: `{path}/negotiate`, and `{path}` for the transports.
@@ -136,11 +156,17 @@ async fn authenticate(ep: &HubEndpoint, req: &HttpRequest) -> Result<Option<Conn
     match ep.auth.authenticate(req).await {
         Ok(None) if ep.auth.required() => {
             crate::ops::metrics::AUTH_FAILURES.inc();
+            crate::ops::metrics::AUTH_FAILURES_BY_REASON.inc(["missing"]);
             Err(HttpResponse::Unauthorized().finish())
         }
         Ok(user) => Ok(user),
         Err(r) => {
             crate::ops::metrics::AUTH_FAILURES.inc();
+            let reason = match r {
+                AuthRejection::Unauthorized => "invalid",
+                AuthRejection::Forbidden | AuthRejection::Refused(_) => "forbidden",
+            };
+            crate::ops::metrics::AUTH_FAILURES_BY_REASON.inc([reason]);
             Err(rejection(&r))
         }
     }
@@ -165,7 +191,8 @@ async fn create_connection(
         user,
         request_info(req),
         stateful,
-    );
+    )
+    .in_hub(&ep.path);
     if let Some((key, _)) = &principal {
         let (groups, key, connection_id) = (ep.groups.clone(), key.clone(), id.clone());
         conn = conn.on_closed(move || groups.do_send(Leave { key, connection_id }));
@@ -198,7 +225,14 @@ async fn create_connection(
     Ok((id, token, addr))
 }
 
+fn shutting_down() -> HttpResponse {
+    HttpResponse::ServiceUnavailable().insert_header((header::RETRY_AFTER, "1")).finish()
+}
+
 async fn negotiate(req: HttpRequest, ep: web::Data<HubEndpoint>) -> HttpResponse {
+    if ep.is_draining() {
+        return shutting_down();
+    }
     let version: u32 = query(&req, "negotiateVersion").and_then(|v| v.parse().ok()).unwrap_or(0).min(1);
     let user = match authenticate(&ep, &req).await {
         Ok(user) => user,
@@ -273,6 +307,7 @@ async fn connect(req: HttpRequest, payload: web::Payload, ep: web::Data<HubEndpo
                 Ok(addr) => addr,
                 Err(response) => return response,
             },
+            None if ep.is_draining() => return shutting_down(),
             None => {
                 // skipNegotiation: the connection is made on the spot, after the same auth check.
                 let user = match authenticate(&ep, &req).await {

@@ -358,3 +358,15 @@ impl Handler<FindConnection> for HubActor {
         self.connections.get(&msg.id).map(|e| e.addr.clone())
     }
 }
+
+/// Every connection of the hub, for the operators' connection list.
+#[derive(Message)]
+#[rtype(result = "Vec<Addr<Connection>>")]
+pub struct ListConnections;
+
+impl Handler<ListConnections> for HubActor {
+    type Result = MessageResult<ListConnections>;
+    fn handle(&mut self, _: ListConnections, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.connections.values().map(|e| e.addr.clone()).collect())
+    }
+}
