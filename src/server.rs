@@ -61,6 +61,7 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         std::time::Duration::from_secs(g.connect_cooldown_seconds),
     ));
     let limits = actix::Actor::start(crate::generation::limits::LocalCounters::default());
+    let spaces = crate::spaces::Spaces::new(&config);
     Ok(AppState {
         config: Arc::new(config),
         db,
@@ -70,6 +71,7 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         hubs: Vec::new(),
         progress: None,
         limits,
+        spaces,
     })
 }
 
@@ -78,6 +80,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: &AppState, conformance: Optio
     ops::health::configure(cfg);
     crate::admin::configure(cfg);
     crate::generation::configure(cfg);
+    crate::spaces::routes::configure(cfg);
     for hub in &state.hubs {
         hub.configure(cfg);
     }

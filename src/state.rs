@@ -21,4 +21,6 @@ pub struct AppState {
     pub progress: Option<actix::Addr<crate::generation::progress::TaskProgress>>,
     /// In-process rate-limit counters (used when Redis is not configured).
     pub limits: actix::Addr<crate::generation::limits::LocalCounters>,
+    /// The spaces gateway: its keys, user-JWT verifier and fan-out.
+    pub spaces: crate::spaces::Spaces,
 }
