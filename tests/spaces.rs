@@ -230,8 +230,10 @@ impl Sse {
 
     /// The next event, skipping comments; `None` on timeout or end of stream.
     async fn next(&mut self, wait: Duration) -> Option<Event> {
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
-            match self.next_frame(wait).await? {
+            let left = deadline.checked_duration_since(tokio::time::Instant::now())?;
+            match self.next_frame(left).await? {
                 Some(e) => return Some(e),
                 None => continue,
             }
@@ -886,4 +888,71 @@ async fn the_agent_runtime_reports_a_run_through_its_lifecycle() {
             "run.completed"
         ]
     );
+}
+
+#[actix_rt::test]
+async fn the_entity_stream_resumes_every_space_with_one_last_event_id() {
+    let api = Api::start().await;
+    let (bot, _) = api.agent_entity("helper").await;
+    let alice = api.human("alice").await;
+    let a = api.space(&[&bot, &alice]).await;
+    let b = api.space(&[&bot, &alice]).await;
+    let path = format!("/api/entities/{bot}/stream");
+    let quiet = |content: &str, space: &str| {
+        let api = &api;
+        let (content, space, alice) = (content.to_string(), space.to_string(), alice.clone());
+        async move {
+            api.post(&As::Secret, &space, json!({"content": content, "entityId": alice, "triggerAgents": false})).await
+        }
+    };
+    let mut sub = api.stream(&As::Secret, &path, None).await;
+    quiet("a1", &a).await;
+    quiet("b1", &b).await;
+    let seen = sub.take("smartSpace.message", 2).await;
+    let last_id = seen[1].id.clone();
+    assert!(last_id.contains(&format!("{a}:")) && last_id.contains(&format!("{b}:")), "{last_id}");
+    drop(sub);
+    quiet("a2", &a).await;
+    quiet("b2", &b).await;
+    quiet("a3", &a).await;
+    // A space joined while disconnected is replayed from the join.
+    let c = api.space(&[&alice]).await;
+    quiet("c0-before-join", &c).await;
+    api.ok(
+        &As::Secret,
+        Method::POST,
+        &format!("/api/smart-spaces/{c}/members"),
+        Some(json!({"entityId": bot})),
+        StatusCode::CREATED,
+    )
+    .await;
+    quiet("c1", &c).await;
+
+    let mut resumed = api.stream(&As::Secret, &path, Some(&last_id)).await;
+    let events = resumed.take("smartSpace.message", 4).await;
+    let in_space = |space: &str| -> Vec<String> {
+        events
+            .iter()
+            .filter(|e| e.data["smartSpaceId"] == space)
+            .map(|e| e.data["data"]["message"]["content"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(in_space(&a), vec!["a2", "a3"]);
+    assert_eq!(in_space(&b), vec!["b2"]);
+    assert_eq!(in_space(&c), vec!["c1"]);
+    assert!(resumed.next(Duration::from_millis(300)).await.is_none(), "nothing repeated");
+    let bad = api
+        .call(&As::Raw(vec![("x-secret-key", SK.into()), ("last-event-id", "x:y".into())]), Method::GET, &path, None)
+        .await;
+    assert_eq!(bad.0, StatusCode::BAD_REQUEST);
+}
+
+#[actix_rt::test]
+async fn streams_open_with_a_comment_and_keep_alive() {
+    let api = Api::start_with(vec![("SWITCHYARD__SPACES__KEEP_ALIVE_SECONDS".into(), "1".into())]).await;
+    let alice = api.human("alice").await;
+    let space = api.space(&[&alice]).await;
+    let mut sub = api.stream(&As::User("alice".into()), &format!("/api/smart-spaces/{space}/stream"), None).await;
+    assert!(sub.next(Duration::from_millis(2500)).await.is_none());
+    assert!(sub.comments >= 2, "opening comment and at least one keep-alive, got {}", sub.comments);
 }

@@ -30,7 +30,8 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/po
 pub type SqliteAsync = SyncConnectionWrapper<SqliteConnection>;
 
 /// Per-connection settings that let several pooled SQLite connections share one file safely.
-const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
+/// busy_timeout comes first, so that switching to WAL waits for a writer instead of failing the connection.
+const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
                               PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;";
 
 /// Storage failures. Callers map them to a generic server error: details go to the log only.

@@ -514,6 +514,17 @@ pub async fn members(db: &Database, space: &str) -> Result<Vec<(MembershipRow, E
     })
 }
 
+/// An entity's memberships, with when it joined each space.
+pub async fn memberships_of(db: &Database, entity: &str) -> Result<Vec<MembershipRow>, DbError> {
+    with_conn!(db, |conn| {
+        Ok(space_memberships::table
+            .filter(space_memberships::entity_id.eq(entity))
+            .select(MembershipRow::as_select())
+            .load(conn)
+            .await?)
+    })
+}
+
 /// The ids of the spaces an entity belongs to.
 pub async fn spaces_of(db: &Database, entity: &str) -> Result<Vec<String>, DbError> {
     with_conn!(db, |conn| {
@@ -616,6 +627,19 @@ pub async fn events_after(
             q = q.filter(space_events::created_at.gt(t));
         }
         Ok(q.order(space_events::seq.asc()).limit(limit).load(conn).await?)
+    })
+}
+
+/// The seq of an entity's latest smartSpace.member.joined event in a space: where its history there begins.
+pub async fn join_seq(db: &Database, space: &str, entity: &str) -> Result<Option<i64>, DbError> {
+    with_conn!(db, |conn| {
+        Ok(space_events::table
+            .filter(space_events::space_id.eq(space))
+            .filter(space_events::event_type.eq("smartSpace.member.joined"))
+            .filter(space_events::entity_id.eq(entity))
+            .select(diesel::dsl::max(space_events::seq))
+            .first::<Option<i64>>(conn)
+            .await?)
     })
 }
 

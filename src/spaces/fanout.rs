@@ -16,8 +16,8 @@ use crate::db::spaces::EventRow;
 pub enum StreamSignal {
     /// A stored event of a space the connection listens to.
     Event(Arc<EventRow>),
-    /// The connection's entity joined a space: an entity stream starts receiving it.
-    SpaceAdded(String),
+    /// The connection's entity joined a space (at this Unix-ms time): an entity stream starts receiving it.
+    SpaceAdded(String, i64),
     /// The space is gone for this connection (membership removed, or space deleted).
     SpaceRemoved(String),
 }
@@ -132,6 +132,7 @@ impl Handler<Publish> for SpaceFanout {
 pub struct Joined {
     pub space_id: String,
     pub entity_id: String,
+    pub joined_at: i64,
 }
 
 impl Handler<Joined> for SpaceFanout {
@@ -144,7 +145,7 @@ impl Handler<Joined> for SpaceFanout {
                 && sub.groups.insert(g.clone())
             {
                 self.groups.entry(g.clone()).or_default().insert(*id);
-                sub.recipient.do_send(StreamSignal::SpaceAdded(msg.space_id.clone()));
+                sub.recipient.do_send(StreamSignal::SpaceAdded(msg.space_id.clone(), msg.joined_at));
             }
         }
     }

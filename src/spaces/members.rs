@@ -68,7 +68,11 @@ pub(super) async fn add(
         return Ok(HttpResponse::Ok().json(json!({ "membership": membership_json(&existing) })));
     }
     // The entity's open streams start receiving the space before the joined event is written.
-    let _ = state.spaces.fanout.send(Joined { space_id: id.to_string(), entity_id: entity.id.clone() }).await;
+    let _ = state
+        .spaces
+        .fanout
+        .send(Joined { space_id: id.to_string(), entity_id: entity.id.clone(), joined_at: row.joined_at })
+        .await;
     let write = SpaceWrite {
         events: vec![member_event("smartSpace.member.joined", &row, &entity.entity_type)],
         ..SpaceWrite::default()

@@ -46,6 +46,8 @@ enum Start {
     AfterSeq(i64),
     /// Every stored event created after this Unix-ms time.
     Since(i64),
+    /// From the stream entity's (latest) join of the space on, its smartSpace.member.joined included.
+    FromJoin,
 }
 
 /// Per-space delivery state.
@@ -67,8 +69,11 @@ pub struct StreamConnection {
     run_filter: Option<String>,
     /// A space stream ends when its space is taken away; an entity stream just stops receiving it.
     end_on_revoke: bool,
-    initial: Vec<String>,
-    start: Start,
+    /// The spaces at open, each with where it starts.
+    initial: Vec<(String, Start)>,
+    /// An entity stream's ids are cursors over all its spaces (`spaceId:seq,…`), so that one
+    /// Last-Event-ID resumes every space exactly; a space or run stream's id is the seq.
+    cursor_ids: bool,
     spaces: HashMap<String, SpaceCursor>,
     registration: Option<u64>,
     tx: mpsc::Sender<Bytes>,
@@ -80,13 +85,13 @@ impl Actor for StreamConnection {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        for space in &self.initial {
+        for (space, _) in &self.initial {
             self.spaces.insert(space.clone(), SpaceCursor { last: None, held: BTreeMap::new(), gap_check: false });
         }
         let register = Register {
             entity_id: self.entity_id.clone(),
             follows_entity: self.follows_entity,
-            spaces: self.initial.clone(),
+            spaces: self.initial.iter().map(|(space, _)| space.clone()).collect(),
             recipient: ctx.address().recipient(),
         };
         // Subscribe first; replay only once the subscription is in place.
@@ -96,8 +101,11 @@ impl Actor for StreamConnection {
             .map(|result, act, ctx| match result {
                 Ok(id) => {
                     act.registration = Some(id);
-                    for space in act.initial.clone() {
-                        act.replay(space, act.start, ctx);
+                    // A live start is settled before the response begins, so nothing written after the
+                    // client got its response is missed; replays of history run in the background.
+                    for (space, start) in act.initial.clone() {
+                        let blocking = matches!(start, Start::Live);
+                        act.replay(space, start, blocking, ctx);
                     }
                 }
                 Err(_) => ctx.stop(),
@@ -126,61 +134,88 @@ impl StreamConnection {
         if self.run_filter.as_ref().is_some_and(|run| event.run_id.as_deref() != Some(run.as_str())) {
             return;
         }
-        let frame = format!("id: {}\nevent: hsafa\ndata: {}\n\n", event.seq, event_json(event));
+        let id = if self.cursor_ids { self.cursor() } else { event.seq.to_string() };
+        let frame = format!("id: {id}\nevent: hsafa\ndata: {}\n\n", event_json(event));
         self.emit(Bytes::from(frame), ctx);
     }
 
+    /// Where every space of the stream stands: `spaceId:seq` pairs in space order.
+    fn cursor(&self) -> String {
+        let mut pairs: Vec<(&String, i64)> =
+            self.spaces.iter().filter_map(|(space, c)| c.last.map(|last| (space, last))).collect();
+        pairs.sort();
+        pairs.iter().map(|(space, seq)| format!("{space}:{seq}")).collect::<Vec<_>>().join(",")
+    }
+
     /// Reads stored events of `space` after the start point, then switches the space to live.
-    fn replay(&mut self, space: String, start: Start, ctx: &mut Context<Self>) {
+    fn replay(&mut self, space: String, start: Start, blocking: bool, ctx: &mut Context<Self>) {
         let db = self.db.clone();
         let batch = self.replay_batch;
+        let entity = self.entity_id.clone();
         let fut = async move {
+            let start = match (start, entity) {
+                (Start::FromJoin, Some(entity)) => match repo::join_seq(&db, &space, &entity).await? {
+                    Some(seq) => Start::AfterSeq(seq - 1),
+                    // Not written yet: everything from now on includes it.
+                    None => Start::Live,
+                },
+                (start, _) => start,
+            };
+            // Read before the page: an event committed after this read is delivered live (the
+            // subscription is already in place), one committed before it is in the page.
+            let current = repo::get_space(&db, &space).await?.map(|s| s.event_seq).unwrap_or(0);
             let (after, since) = match start {
-                Start::Live => {
-                    let current = repo::get_space(&db, &space).await?.map(|s| s.event_seq).unwrap_or(0);
-                    return Ok::<_, crate::db::DbError>((space, current, Vec::new()));
+                Start::Live | Start::FromJoin => {
+                    return Ok::<_, crate::db::DbError>((space, current, Vec::new(), false))
                 }
                 Start::AfterSeq(s) => (Some(s), None),
                 Start::Since(t) => (None, Some(t)),
             };
-            let mut out: Vec<EventRow> = Vec::new();
-            let mut cursor = after;
-            let mut since = since;
-            loop {
-                let page = repo::events_after(&db, &space, cursor, since, batch).await?;
-                let full = page.len() as i64 == batch;
-                if let Some(last) = page.last() {
-                    cursor = Some(last.seq);
-                    since = None;
-                }
-                out.extend(page);
-                if !full {
-                    break;
-                }
-            }
-            let base = match (out.first(), after) {
+            let page = repo::events_after(&db, &space, after, since, batch).await?;
+            let base = match (page.first(), after) {
                 (Some(first), _) => first.seq - 1,
                 (None, Some(a)) => a,
-                (None, None) => repo::get_space(&db, &space).await?.map(|s| s.event_seq).unwrap_or(0),
+                (None, None) => current,
             };
-            Ok((space, base, out))
+            let more = page.len() as i64 == batch;
+            Ok((space, base, page, more))
         };
-        fut.into_actor(self)
-            .map(|result, act, ctx| match result {
-                Ok((space, base, events)) => {
-                    let Some(cursor) = act.spaces.get_mut(&space) else { return };
+        let fut = fut.into_actor(self).map(|result, act, ctx| match result {
+            Ok((space, base, events, more)) => {
+                let Some(cursor) = act.spaces.get_mut(&space) else { return };
+                if cursor.last.is_none() {
                     cursor.last = Some(base);
-                    for e in &events {
-                        act.deliver_in_order(Arc::new(e.clone()), ctx);
+                }
+                for e in events {
+                    act.deliver_in_order(Arc::new(e), ctx);
+                }
+                act.drain(&space, ctx);
+                if more {
+                    if let Some(last) = act.spaces.get(&space).and_then(|c| c.last) {
+                        act.next_page(space, Start::AfterSeq(last), ctx);
                     }
-                    act.drain(&space, ctx);
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "stream replay failed; closing the stream");
-                    ctx.stop();
-                }
-            })
-            .spawn(ctx);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "stream replay failed; closing the stream");
+                ctx.stop();
+            }
+        });
+        if blocking {
+            ctx.wait(fut);
+        } else {
+            ctx.spawn(fut);
+        }
+    }
+
+    /// Reads the next page of a long replay once the client has taken most of the previous one.
+    fn next_page(&mut self, space: String, start: Start, ctx: &mut Context<Self>) {
+        let room = (self.replay_batch as usize).min(QUEUE / 2);
+        if self.tx.capacity() >= room {
+            self.replay(space, start, false, ctx);
+        } else {
+            ctx.run_later(Duration::from_millis(20), move |act, ctx| act.next_page(space, start, ctx));
+        }
     }
 
     /// Sends `event` if it is the next seq of its space, holds it if it is early, drops it if already sent.
@@ -241,7 +276,7 @@ impl StreamConnection {
             return self.drain(&space, ctx);
         }
         let db = self.db.clone();
-        let limit = next - last - 1;
+        let limit = (next - last - 1).min(self.replay_batch);
         async move { repo::events_after(&db, &space, Some(last), None, limit).await.map(|e| (space, e)) }
             .into_actor(self)
             .map(|result, act, ctx| match result {
@@ -265,13 +300,12 @@ impl Handler<StreamSignal> for StreamConnection {
     fn handle(&mut self, msg: StreamSignal, ctx: &mut Context<Self>) {
         match msg {
             StreamSignal::Event(event) => self.deliver_in_order(event, ctx),
-            StreamSignal::SpaceAdded(space) => {
+            StreamSignal::SpaceAdded(space, _joined_at) => {
                 if !self.spaces.contains_key(&space) {
                     self.spaces
                         .insert(space.clone(), SpaceCursor { last: None, held: BTreeMap::new(), gap_check: false });
-                    // Everything of the new space from its beginning of membership on: events from seq 0
-                    // would include history, so the space starts live at the join.
-                    self.replay(space, Start::Live, ctx);
+                    // Everything of the new space from the moment of joining, written before or after this.
+                    self.replay(space, Start::FromJoin, false, ctx);
                 }
             }
             StreamSignal::SpaceRemoved(space) => {
@@ -297,6 +331,17 @@ impl Drop for StopOnDrop {
 #[rtype(result = "()")]
 struct StopStream;
 
+/// Answered once the connection is subscribed and its live start is settled (the actor's start-up
+/// futures block its mailbox until then).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Ready;
+
+impl Handler<Ready> for StreamConnection {
+    type Result = ();
+    fn handle(&mut self, _: Ready, _: &mut Context<Self>) {}
+}
+
 impl Handler<StopStream> for StreamConnection {
     type Result = ();
     fn handle(&mut self, _: StopStream, ctx: &mut Context<Self>) {
@@ -318,13 +363,29 @@ fn start_point(req: &HttpRequest) -> Result<Start, SpacesError> {
             .ok_or_else(|| SpacesError::bad_request("since must be an RFC 3339 time or Unix milliseconds"))?;
         return Ok(Start::Since(ms));
     }
-    if let Some(id) = req.headers().get("last-event-id").and_then(|v| v.to_str().ok()).map(str::trim) {
-        if !id.is_empty() {
-            let seq = id.parse::<i64>().map_err(|_| SpacesError::bad_request("Last-Event-ID must be a seq"))?;
-            return Ok(Start::AfterSeq(seq));
-        }
+    if let Some(id) = last_event_id(req) {
+        let seq = id.parse::<i64>().map_err(|_| SpacesError::bad_request(BAD_LAST_EVENT_ID))?;
+        return Ok(Start::AfterSeq(seq));
     }
     Ok(Start::Live)
+}
+
+const BAD_LAST_EVENT_ID: &str = "Last-Event-ID must be an event id of this stream";
+
+fn last_event_id(req: &HttpRequest) -> Option<&str> {
+    req.headers().get("last-event-id").and_then(|v| v.to_str().ok()).map(str::trim).filter(|id| !id.is_empty())
+}
+
+/// An entity stream's Last-Event-ID: `spaceId:seq` pairs.
+fn parse_cursor(id: &str) -> Result<HashMap<String, i64>, SpacesError> {
+    id.split(',')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (space, seq) = pair.rsplit_once(':').ok_or_else(|| SpacesError::bad_request(BAD_LAST_EVENT_ID))?;
+            let seq = seq.parse::<i64>().map_err(|_| SpacesError::bad_request(BAD_LAST_EVENT_ID))?;
+            Ok((space.to_string(), seq))
+        })
+        .collect()
 }
 
 /// What a stream listens to.
@@ -333,11 +394,11 @@ struct StreamSpec {
     follows_entity: bool,
     run_filter: Option<String>,
     end_on_revoke: bool,
-    spaces: Vec<String>,
-    start: Start,
+    spaces: Vec<(String, Start)>,
+    cursor_ids: bool,
 }
 
-fn open(state: &AppState, spec: StreamSpec) -> HttpResponse {
+async fn open(state: &AppState, spec: StreamSpec) -> SpacesResult {
     let (tx, rx) = mpsc::channel::<Bytes>(QUEUE);
     let _ = tx.try_send(Bytes::from_static(b": connected\n\n"));
     let actor = StreamConnection {
@@ -348,7 +409,7 @@ fn open(state: &AppState, spec: StreamSpec) -> HttpResponse {
         run_filter: spec.run_filter,
         end_on_revoke: spec.end_on_revoke,
         initial: spec.spaces,
-        start: spec.start,
+        cursor_ids: spec.cursor_ids,
         spaces: HashMap::new(),
         registration: None,
         tx,
@@ -356,16 +417,19 @@ fn open(state: &AppState, spec: StreamSpec) -> HttpResponse {
         replay_batch: state.spaces.config.replay_batch,
     }
     .start();
+    if actor.send(Ready).await.is_err() {
+        return Err(SpacesError::Unavailable("The stream could not be opened".into()));
+    }
     let guard = StopOnDrop(actor);
     let body = futures_util::stream::unfold((rx, guard), |(mut rx, guard)| async move {
         let bytes = rx.recv().await?;
         Some((Ok::<_, actix_web::Error>(bytes), (rx, guard)))
     });
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(body)
+        .streaming(body))
 }
 
 /// GET /api/smart-spaces/:id/stream (member).
@@ -378,26 +442,46 @@ pub(super) async fn space_stream(req: HttpRequest, id: web::Path<String>, state:
         super::auth::Caller::Public { entity } => Some(entity.id.clone()),
         super::auth::Caller::Secret { .. } => None,
     };
-    Ok(open(
+    open(
         &state,
         StreamSpec {
             entity_id,
             follows_entity: false,
             run_filter: None,
             end_on_revoke: true,
-            spaces: vec![id.to_string()],
-            start,
+            spaces: vec![(id.to_string(), start)],
+            cursor_ids: false,
         },
-    ))
+    )
+    .await
 }
 
 /// GET /api/entities/:id/stream (secret key): every space the entity belongs to, following its joins.
 pub(super) async fn entity_stream(req: HttpRequest, id: web::Path<String>, state: web::Data<AppState>) -> SpacesResult {
     authenticate_secret(&req, &state.spaces, &state.db).await?;
     repo::get_entity(&state.db, &id).await?.ok_or_else(|| SpacesError::not_found("Entity not found"))?;
-    let start = start_point(&req)?;
-    let spaces = repo::spaces_of(&state.db, &id).await?;
-    Ok(open(
+    let memberships = repo::memberships_of(&state.db, &id).await?;
+    let spaces: Vec<(String, Start)> = match last_event_id(&req).filter(|id| id.contains(':')) {
+        // Resume each space after its seq in the cursor; a space joined since starts at the join.
+        Some(cursor) => {
+            let cursor = parse_cursor(cursor)?;
+            memberships
+                .into_iter()
+                .map(|m| {
+                    let start = match cursor.get(&m.space_id) {
+                        Some(seq) => Start::AfterSeq(*seq),
+                        None => Start::FromJoin,
+                    };
+                    (m.space_id, start)
+                })
+                .collect()
+        }
+        None => {
+            let start = start_point(&req)?;
+            memberships.into_iter().map(|m| (m.space_id, start)).collect()
+        }
+    };
+    open(
         &state,
         StreamSpec {
             entity_id: Some(id.to_string()),
@@ -405,9 +489,10 @@ pub(super) async fn entity_stream(req: HttpRequest, id: web::Path<String>, state
             run_filter: None,
             end_on_revoke: false,
             spaces,
-            start,
+            cursor_ids: true,
         },
-    ))
+    )
+    .await
 }
 
 /// GET /api/runs/:id/stream (member of the run's space): the run's events.
@@ -420,15 +505,16 @@ pub(super) async fn run_stream(req: HttpRequest, id: web::Path<String>, state: w
         super::auth::Caller::Public { entity } => Some(entity.id.clone()),
         super::auth::Caller::Secret { .. } => None,
     };
-    Ok(open(
+    open(
         &state,
         StreamSpec {
             entity_id,
             follows_entity: false,
             run_filter: Some(run.id),
             end_on_revoke: true,
-            spaces: vec![run.space_id],
-            start,
+            spaces: vec![(run.space_id, start)],
+            cursor_ids: false,
         },
-    ))
+    )
+    .await
 }
