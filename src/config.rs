@@ -33,6 +33,8 @@ pub const LEGACY_ENV: &[(&str, &str)] = &[
     ("JWT_ENTITY_CLAIM", "jwt.entity_claim"),
     ("REQUIRE_AUTH", "chat.require_auth"),
     ("ORCHESTRATOR_URL", "chat.orchestrator_url"),
+    ("HSAFA_SECRET_KEY", "spaces.secret_key"),
+    ("HSAFA_PUBLIC_KEY", "spaces.public_key"),
 ];
 
 /// Prefix of the structured environment overrides: `SWITCHYARD__SECTION__KEY`.
@@ -70,6 +72,7 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     pub navigation: NavigationConfig,
     pub chat: crate::chat::settings::ChatSettings,
+    pub spaces: SpacesConfig,
 }
 
 /// `[navigation]`: who may reach the credential-less navigation-state hub.
@@ -97,6 +100,30 @@ pub struct OpsConfig {
     pub metrics_bind: String,
     /// The operator pages' folder (`/admin`, `/test-admin-signalr.html`); "" = not served.
     pub pages_dir: String,
+}
+
+/// `[spaces]`: the spaces gateway's two system keys and stream settings.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpacesConfig {
+    pub secret_key: String,
+    pub public_key: String,
+    pub keep_alive_seconds: u64,
+    pub max_list_limit: i64,
+    pub replay_batch: i64,
+}
+
+impl fmt::Debug for SpacesConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = |k: &str| if k.is_empty() { "<unset>" } else { "<redacted>" };
+        f.debug_struct("SpacesConfig")
+            .field("secret_key", &shown(&self.secret_key))
+            .field("public_key", &shown(&self.public_key))
+            .field("keep_alive_seconds", &self.keep_alive_seconds)
+            .field("max_list_limit", &self.max_list_limit)
+            .field("replay_batch", &self.replay_batch)
+            .finish()
+    }
 }
 
 /// `[generation]`: jobs, the simulated provider and connection limits of the generation hubs.
@@ -393,6 +420,12 @@ impl Config {
         }
         if self.redis.pool_size == 0 {
             return Err(ConfigError::invalid(named("redis.pool_size"), "must be at least 1"));
+        }
+        if self.spaces.keep_alive_seconds == 0 || self.spaces.max_list_limit < 1 || self.spaces.replay_batch < 1 {
+            return Err(ConfigError::invalid(
+                named("spaces.keep_alive_seconds"),
+                "spaces.keep_alive_seconds, max_list_limit and replay_batch must be at least 1",
+            ));
         }
         if let Err(e) = crate::auth::jwt::JwtVerifier::from_settings(&self.jwt) {
             let setting = e.setting;

@@ -15,5 +15,6 @@ pub mod ops;
 pub mod redis_pool;
 pub mod server;
 pub mod signalr;
+pub mod spaces;
 pub mod state;
 pub mod virtual_keys;

@@ -16,6 +16,7 @@ Usage:
         [--description TEXT] [--allowed-models LIST] [--max-budget USD]
         [--max-connections N] [--rpm N] [--rpd N] [--expires-at RFC3339] [--disabled]
   switchyard keys list                    list virtual keys (never the keys themselves)
+  switchyard keys system                  print a fresh spaces key pair (HSAFA_SECRET_KEY, HSAFA_PUBLIC_KEY)
   switchyard help
 
 Options for every command:
@@ -162,6 +163,13 @@ fn run() -> Result<(), String> {
                 }
                 Ok(())
             })
+        }
+        ["keys", "system"] => {
+            args.finish()?;
+            let (secret, public) = switchyard::spaces::auth::new_system_keys()?;
+            println!("HSAFA_SECRET_KEY={secret}");
+            println!("HSAFA_PUBLIC_KEY={public}");
+            Ok(())
         }
         other => Err(format!("unknown command '{}'; see `switchyard help`", other.join(" "))),
     }

@@ -163,6 +163,7 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         actix::Actor::start(crate::ops::provider_health::ProviderHealth::new(provider_names, admin_events.clone()));
     let limits = actix::Actor::start(crate::generation::limits::LocalCounters::default());
     let chat = crate::chat::ChatState::build(&config, &db, redis.as_ref())?;
+    let spaces = crate::spaces::Spaces::new(&config);
     Ok(AppState {
         chat,
         config: Arc::new(config),
@@ -175,6 +176,7 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         limits,
         admin_events,
         provider_health,
+        spaces,
     })
 }
 
@@ -186,6 +188,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: &AppState, conformance: Optio
     crate::admin::configure(cfg);
     crate::generation::configure(cfg);
     crate::chat::configure(cfg);
+    crate::spaces::routes::configure(cfg);
     for hub in &state.hubs {
         hub.configure(cfg);
     }

@@ -27,4 +27,6 @@ pub struct AppState {
     pub provider_health: actix::Addr<crate::ops::provider_health::ProviderHealth>,
     /// Tickets, JWT verification and the orchestrator of the ticketed chat.
     pub chat: crate::chat::ChatState,
+    /// The spaces gateway: its keys, user-JWT verifier and fan-out.
+    pub spaces: crate::spaces::Spaces,
 }

@@ -163,3 +163,22 @@ async fn secrets_never_reach_the_log() {
         assert!(!log.contains(secret), "log leaks {secret}");
     }
 }
+
+#[test]
+fn keys_system_prints_a_fresh_spaces_key_pair() {
+    let dir = TempDir::new();
+    let run = || {
+        let out = command(&dir).args(["keys", "system"]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let first = run();
+    let lines: Vec<&str> = first.lines().collect();
+    assert_eq!(lines.len(), 2, "{first}");
+    for (line, prefix) in lines.iter().zip(["HSAFA_SECRET_KEY=sk_", "HSAFA_PUBLIC_KEY=pk_"]) {
+        let hex = line.strip_prefix(prefix).unwrap_or_else(|| panic!("{line}"));
+        assert_eq!(hex.len(), 48);
+        assert!(hex.chars().all(|c| c.is_ascii_hexdigit()));
+    }
+    assert_ne!(first, run(), "every pair is fresh");
+}

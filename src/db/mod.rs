@@ -3,6 +3,7 @@
 //! [`with_conn!`], so both run exactly the same diesel code.
 
 pub mod conversations;
+pub mod spaces;
 pub mod schema;
 pub mod tasks;
 pub mod virtual_keys;
