@@ -3,8 +3,8 @@
 //! [`with_conn!`], so both run exactly the same diesel code.
 
 pub mod conversations;
-pub mod spaces;
 pub mod schema;
+pub mod spaces;
 pub mod tasks;
 pub mod virtual_keys;
 
