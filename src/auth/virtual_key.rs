@@ -126,4 +126,8 @@ impl Authenticator for VirtualKeyHubAuth {
     fn required(&self) -> bool {
         true
     }
+
+    fn credential(&self, req: &HttpRequest) -> Option<String> {
+        presented_hub_key(req)
+    }
 }

@@ -74,6 +74,10 @@ impl Authenticator for ConformanceJwt {
     fn required(&self) -> bool {
         true
     }
+
+    fn credential(&self, req: &HttpRequest) -> Option<String> {
+        credentials::bearer(req.headers()).or_else(|| credentials::query_param(req.query_string(), "access_token"))
+    }
 }
 
 /// Registers `/generateJwtToken` and `/clientresult/{connectionId}` (against `test_hub`).

@@ -42,6 +42,14 @@ pub trait Authenticator: Send + Sync + 'static {
         -> LocalBoxFuture<'static, Result<Option<ConnectionUser>, AuthRejection>>;
     /// Whether this hub needs a principal.
     fn required(&self) -> bool;
+
+    /// The raw credential a request presents, if this authenticator reads one. A connection remembers the
+    /// hash of the one it negotiated with: later requests presenting the same credential reach it without
+    /// being judged again, so a key that was just disabled still receives the Close that says why
+    /// (its connections are ended by the principal's group, not by refusing their polls).
+    fn credential(&self, _req: &HttpRequest) -> Option<String> {
+        None
+    }
 }
 
 /// An authenticator for open hubs.
@@ -220,8 +228,17 @@ async fn create_connection(
         }
     }
     let user = principal.map(|(k, _)| k);
-    let _ =
-        ep.addr.send(Register { id: id.clone(), token: token.clone(), addr: addr.clone(), transport: "", user }).await;
+    let _ = ep
+        .addr
+        .send(Register {
+            id: id.clone(),
+            token: token.clone(),
+            addr: addr.clone(),
+            transport: "",
+            user,
+            credential: ep.auth.credential(req).map(|c| crate::auth::secrets::sha256_hex(&c)),
+        })
+        .await;
     Ok((id, token, addr))
 }
 
@@ -273,10 +290,13 @@ async fn negotiate(req: HttpRequest, ep: web::Data<HubEndpoint>) -> HttpResponse
 /// Finds the connection a transport request names, checking that the same principal is asking.
 async fn find_connection(ep: &HubEndpoint, req: &HttpRequest, token: &str) -> Result<Addr<Connection>, HttpResponse> {
     let found = ep.addr.send(Lookup { token: token.to_string() }).await.ok().flatten();
-    let Some((addr, bound_user)) = found else {
+    let Some((addr, bound_user, bound_credential)) = found else {
         return Err(HttpResponse::NotFound().content_type("text/plain").body("No Connection with that ID"));
     };
-    if ep.auth.required() {
+    let presented = ep.auth.credential(req).map(|c| crate::auth::secrets::sha256_hex(&c));
+    let same_credential = bound_credential
+        .is_some_and(|bound| presented.is_some_and(|p| crate::auth::secrets::constant_time_eq(&bound, &p)));
+    if ep.auth.required() && !same_credential {
         let user = authenticate(ep, req).await?;
         if user.map(|u| u.principal_key()) != bound_user {
             return Err(HttpResponse::Forbidden().finish());

@@ -29,6 +29,7 @@ struct Entry {
     groups: HashSet<String>,
     transport: &'static str,
     user: Option<String>,
+    credential: Option<String>,
 }
 
 /// See the module documentation.
@@ -85,6 +86,8 @@ pub struct Register {
     pub addr: Addr<Connection>,
     pub transport: &'static str,
     pub user: Option<String>,
+    /// SHA-256 of the credential negotiated with, if the hub's authenticator reads one.
+    pub credential: Option<String>,
 }
 
 impl Handler<Register> for HubActor {
@@ -100,6 +103,7 @@ impl Handler<Register> for HubActor {
                 groups: HashSet::new(),
                 transport: msg.transport,
                 user: msg.user,
+                credential: msg.credential,
             },
         );
     }
@@ -151,16 +155,16 @@ impl Handler<Unregister> for HubActor {
 /// Finds a connection by its secret token (the `id` of transport requests), with the principal it was
 /// bound to at negotiate.
 #[derive(Message)]
-#[rtype(result = "Option<(Addr<Connection>, Option<String>)>")]
+#[rtype(result = "Option<(Addr<Connection>, Option<String>, Option<String>)>")]
 pub struct Lookup {
     pub token: String,
 }
 
 impl Handler<Lookup> for HubActor {
-    type Result = Option<(Addr<Connection>, Option<String>)>;
+    type Result = Option<(Addr<Connection>, Option<String>, Option<String>)>;
     fn handle(&mut self, msg: Lookup, _: &mut Self::Context) -> Self::Result {
         let id = self.tokens.get(&msg.token)?;
-        self.connections.get(id).map(|e| (e.addr.clone(), e.user.clone()))
+        self.connections.get(id).map(|e| (e.addr.clone(), e.user.clone(), e.credential.clone()))
     }
 }
 
