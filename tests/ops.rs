@@ -11,11 +11,10 @@ use std::time::Duration;
 use actix_web::web::Bytes;
 use awc::http::StatusCode;
 use awc::ws;
+use common::ws::{self as ws_helpers, handshake_json, invoke, next_data, read_until, Framed, RS};
 use common::{json_body, Options, TestServer, MASTER_KEY};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{json, Value};
-
-const RS: char = '\u{1e}';
 
 // ---------------------------------------------------------------------------------------------------
 // A strict parser of the Prometheus text format 0.0.4.
@@ -236,42 +235,11 @@ async fn scrape(srv: &TestServer) -> Exposition {
     parse_exposition(&text).unwrap_or_else(|e| panic!("invalid exposition: {e}\n{text}"))
 }
 
-type Framed = actix_codec::Framed<awc::BoxedSocket, ws::Codec>;
-
+/// A raw WebSocket to `path` with the JSON handshake done.
 async fn open_ws(srv: &TestServer, path: &str) -> Framed {
-    let url = srv.url(path).replacen("http", "ws", 1);
-    let (_, mut framed) = srv.client().ws(url).connect().await.expect("websocket opens");
-    framed.send(ws::Message::Text(format!("{{\"protocol\":\"json\",\"version\":1}}{RS}").into())).await.unwrap();
-    assert_eq!(next_data(&mut framed).await.unwrap(), Bytes::from(format!("{{}}{RS}")));
+    let mut framed = ws_helpers::open_ws(srv, path).await;
+    handshake_json(&mut framed).await;
     framed
-}
-
-async fn next_data(framed: &mut Framed) -> Option<Bytes> {
-    loop {
-        match actix_rt::time::timeout(Duration::from_secs(10), framed.next()).await.ok()?? {
-            Ok(ws::Frame::Text(b)) | Ok(ws::Frame::Binary(b)) => return Some(b),
-            Ok(ws::Frame::Close(_)) | Err(_) => return None,
-            Ok(_) => continue,
-        }
-    }
-}
-
-async fn read_until(framed: &mut Framed, pick: impl Fn(&Value) -> bool) -> Value {
-    loop {
-        let data = next_data(framed).await.expect("socket stays open until the expected message");
-        for record in String::from_utf8_lossy(&data).split(RS).filter(|r| !r.is_empty()) {
-            let msg: Value = serde_json::from_str(record).unwrap();
-            if pick(&msg) {
-                return msg;
-            }
-        }
-    }
-}
-
-async fn invoke(framed: &mut Framed, id: &str, target: &str, args: Value) -> Value {
-    let msg = json!({"type": 1, "invocationId": id, "target": target, "arguments": args});
-    framed.send(ws::Message::Text(format!("{msg}{RS}").into())).await.unwrap();
-    read_until(framed, |m| m["type"] == 3 && m["invocationId"] == id).await
 }
 
 fn server_options() -> Options {

@@ -8,11 +8,10 @@ use std::time::Duration;
 
 use actix_web::web::Bytes;
 use awc::ws;
+use common::ws::{handshake_json, invoke, next_data, open_ws, read_until, RS};
 use common::{json_body, Options, TestServer, MASTER_KEY};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-
-const RS: char = '\u{1e}';
 
 async fn conformance_server(extra: &[(&str, &str)]) -> TestServer {
     let mut env = vec![("SWITCHYARD__SIGNALR__CONFORMANCE".to_string(), "true".to_string())];
@@ -43,49 +42,6 @@ async fn assert_no_leaks(srv: &TestServer) {
         actix_rt::time::sleep(Duration::from_millis(250)).await;
     }
     panic!("connections leaked: {last}");
-}
-
-type Framed = actix_codec::Framed<awc::BoxedSocket, ws::Codec>;
-
-async fn open_ws(srv: &TestServer, path: &str) -> Framed {
-    let url = srv.url(path).replacen("http", "ws", 1);
-    let (_, framed) = srv.client().ws(url).max_frame_size(1 << 20).connect().await.expect("websocket opens");
-    framed
-}
-
-/// Reads frames until a text or binary one arrives; `None` when the socket closes.
-async fn next_data(framed: &mut Framed) -> Option<Bytes> {
-    loop {
-        match actix_rt::time::timeout(Duration::from_secs(10), framed.next()).await.ok()?? {
-            Ok(ws::Frame::Text(b)) | Ok(ws::Frame::Binary(b)) => return Some(b),
-            Ok(ws::Frame::Close(_)) | Err(_) => return None,
-            Ok(_) => continue,
-        }
-    }
-}
-
-/// Reads JSON hub messages until one satisfies `pick`.
-async fn read_until(framed: &mut Framed, pick: impl Fn(&Value) -> bool) -> Value {
-    loop {
-        let data = next_data(framed).await.expect("socket stays open until the expected message");
-        for record in String::from_utf8_lossy(&data).split(RS).filter(|r| !r.is_empty()) {
-            let msg: Value = serde_json::from_str(record).unwrap();
-            if pick(&msg) {
-                return msg;
-            }
-        }
-    }
-}
-
-async fn handshake_json(framed: &mut Framed) {
-    framed.send(ws::Message::Text(format!("{{\"protocol\":\"json\",\"version\":1}}{RS}").into())).await.unwrap();
-    assert_eq!(next_data(framed).await.unwrap(), Bytes::from(format!("{{}}{RS}")));
-}
-
-async fn invoke(framed: &mut Framed, id: &str, target: &str, args: Value) -> Value {
-    let msg = json!({"type": 1, "invocationId": id, "target": target, "arguments": args});
-    framed.send(ws::Message::Text(format!("{msg}{RS}").into())).await.unwrap();
-    read_until(framed, |m| m["type"] == 3 && m["invocationId"] == id).await
 }
 
 #[actix_rt::test]

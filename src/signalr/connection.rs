@@ -164,8 +164,6 @@ struct Replay {
     next_outgoing: u64,
     buffer: VecDeque<(u64, Bytes)>,
     buffered_bytes: usize,
-    /// Lowest id that can no longer be replayed because the buffer overflowed.
-    lost_before: u64,
     latest_received: u64,
     next_incoming: u64,
     ack_scheduled: bool,
@@ -277,9 +275,9 @@ impl Connection {
             replay.buffered_bytes += bytes.len();
             replay.buffer.push_back((id, bytes.clone()));
             while replay.buffered_bytes > self.options.stateful_reconnect_buffer && replay.buffer.len() > 1 {
-                if let Some((old, b)) = replay.buffer.pop_front() {
+                // The client learns of the gap from the Sequence id sent on reconnect (the oldest kept).
+                if let Some((_, b)) = replay.buffer.pop_front() {
                     replay.buffered_bytes -= b.len();
-                    replay.lost_before = old + 1;
                 }
             }
         }

@@ -186,10 +186,12 @@ async fn create_connection(
     req: &HttpRequest,
     user: Option<ConnectionUser>,
     stateful: bool,
+    negotiate_version: u32,
 ) -> Result<(String, String, Addr<Connection>), String> {
     use crate::groups::{Join, Leave};
     let id = random_id();
-    let token = random_id();
+    // Version 0 clients address their connection by its id, so there the token is the id.
+    let token = if negotiate_version >= 1 { random_id() } else { id.clone() };
     let principal = user.as_ref().map(|u| (u.principal_key(), u.max_connections));
     let mut conn = Connection::new(
         id.clone(),
@@ -257,7 +259,7 @@ async fn negotiate(req: HttpRequest, ep: web::Data<HubEndpoint>) -> HttpResponse
     };
     let stateful = ep.options.allow_stateful_reconnect
         && query(&req, "useStatefulReconnect").is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    let (id, token, _) = match create_connection(&ep, &req, user, stateful).await {
+    let (id, token, _) = match create_connection(&ep, &req, user, stateful, version).await {
         Ok(created) => created,
         // The negotiate `error` field is how SignalR clients learn why they may not connect.
         Err(reason) => {
@@ -277,9 +279,6 @@ async fn negotiate(req: HttpRequest, ep: web::Data<HubEndpoint>) -> HttpResponse
     });
     if version >= 1 {
         body["connectionToken"] = json!(token);
-    } else {
-        // Version 0: clients use connectionId as the transport `id`, so the token is the id.
-        let _ = ep.addr.send(super::hub_actor::Rekey { id: id.clone(), token: id.clone() }).await;
     }
     if stateful {
         body["useStatefulReconnect"] = json!(true);
@@ -334,7 +333,7 @@ async fn connect(req: HttpRequest, payload: web::Payload, ep: web::Data<HubEndpo
                     Ok(user) => user,
                     Err(response) => return response,
                 };
-                match create_connection(&ep, &req, user, false).await {
+                match create_connection(&ep, &req, user, false, 1).await {
                     Ok((_, _, addr)) => addr,
                     Err(reason) => return HttpResponse::Forbidden().body(reason),
                 }

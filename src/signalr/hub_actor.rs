@@ -168,25 +168,6 @@ impl Handler<Lookup> for HubActor {
     }
 }
 
-/// Replaces a connection's token (negotiate version 0 addresses connections by their id).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Rekey {
-    pub id: String,
-    pub token: String,
-}
-
-impl Handler<Rekey> for HubActor {
-    type Result = ();
-    fn handle(&mut self, msg: Rekey, _: &mut Self::Context) {
-        if let Some(entry) = self.connections.get_mut(&msg.id) {
-            self.tokens.remove(&entry.token);
-            entry.token = msg.token.clone();
-            self.tokens.insert(msg.token, msg.id);
-        }
-    }
-}
-
 /// Joins or leaves a group. Only a hub handler that checked ownership sends this.
 #[derive(Message)]
 #[rtype(result = "()")]
