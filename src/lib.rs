@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod backplane;
 pub mod chat;
 pub mod config;
 pub mod db;

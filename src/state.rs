@@ -13,6 +13,10 @@ pub struct AppState {
     /// `None` when Redis is not configured (one node, everything in process).
     pub redis: Option<deadpool_redis::Pool>,
     pub started_at: Instant,
+    /// This process's id among the nodes serving the same hubs (random per start).
+    pub node_id: String,
+    /// Every cluster-wide fan-out goes through it (local only without Redis).
+    pub backplane: actix::Addr<crate::backplane::Backplane>,
     /// Per-principal connection groups, shared by every hub.
     pub groups: actix::Addr<crate::groups::ConnectionGroups>,
     /// The SignalR hubs this server serves.

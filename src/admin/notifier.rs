@@ -1,12 +1,15 @@
 //! The AdminNotifier actor: turns what happens to keys, spend, connection caps and providers into events
 //! on the admin hub (`/hubs/admin-notifications`). Whoever notices a change (the admin API, spend
 //! accounting, the connection groups, provider health) sends an [`AdminEvent`] here and need not know
-//! the hub, its groups or its event names. Before the hub is attached, events are dropped: there is
-//! nobody to tell.
+//! the hub, its groups or its event names. Events go through the backplane, so the operators connected
+//! to any node hear of them; provider health already reaches every node's notifier through the
+//! backplane, so it is told to this node's operators only. Before the hub is attached, local events
+//! are dropped: there is nobody to tell.
 
 use actix::prelude::*;
 use serde_json::{json, Value};
 
+use crate::backplane::{Backplane, Broadcast};
 use crate::ops::provider_health::ProviderHealthInfo;
 use crate::signalr::hub_actor::{HubActor, Outgoing, Target};
 use crate::virtual_keys::KeyInfo;
@@ -56,7 +59,7 @@ pub enum AdminEvent {
     SpendAlert { key_id: i64, threshold: u32, current_spend: f64, budget_limit: f64 },
     /// A key's connection cap refused a connection.
     ConnectionLimitReached { key_id: i64, limit: usize },
-    /// A provider's health changed.
+    /// A provider's health changed (on any node: told to this node's operators only).
     ProviderHealth(ProviderHealthInfo),
 }
 
@@ -66,9 +69,16 @@ pub enum AdminEvent {
 pub struct AttachHub(pub Addr<HubActor>);
 
 /// See the module documentation.
-#[derive(Default)]
 pub struct AdminNotifier {
+    backplane: Addr<Backplane>,
     hub: Option<Addr<HubActor>>,
+}
+
+impl AdminNotifier {
+    /// A notifier whose events reach every node through `backplane`.
+    pub fn new(backplane: Addr<Backplane>) -> Self {
+        AdminNotifier { backplane, hub: None }
+    }
 }
 
 impl Actor for AdminNotifier {
@@ -109,8 +119,9 @@ pub fn alert_kind(threshold: u32) -> (&'static str, &'static str) {
 impl Handler<AdminEvent> for AdminNotifier {
     type Result = ();
     fn handle(&mut self, event: AdminEvent, _: &mut Self::Context) {
-        let Some(hub) = &self.hub else { return };
-        let send = |to: Target, target: &str, arg: Value| hub.do_send(Outgoing::invocation(to, target, vec![arg]));
+        let send = |to: Target, target: &str, arg: Value| {
+            self.backplane.do_send(Broadcast::invocation(crate::hubs::admin_notifications::PATH, to, target, vec![arg]))
+        };
         let admins = || Target::Group(ADMINS_GROUP.to_string());
         match event {
             AdminEvent::KeyCreated(info) => send(admins(), "VirtualKeyCreated", json!(info)),
@@ -151,17 +162,17 @@ impl Handler<AdminEvent> for AdminNotifier {
                 "ConnectionLimitReached",
                 json!({ "virtualKeyId": key_id, "limit": limit, "timestamp": now() }),
             ),
-            AdminEvent::ProviderHealth(info) => send(
-                admins(),
-                "ProviderHealthUpdate",
-                json!({
+            AdminEvent::ProviderHealth(info) => {
+                let Some(hub) = &self.hub else { return };
+                let update = json!({
                     "provider": info.provider,
                     "status": info.status,
                     "responseTimeMs": info.response_time_ms,
                     "details": info.details,
                     "timestamp": info.last_checked,
-                }),
-            ),
+                });
+                hub.do_send(Outgoing::invocation(admins(), "ProviderHealthUpdate", vec![update]));
+            }
         }
     }
 }
