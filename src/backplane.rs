@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::db::spaces::EventRow;
+use crate::groups::{CloseAll, ConnectionGroups};
 use crate::ops::metrics;
 use crate::ops::provider_health::{Adopt, ProviderHealth, ProviderHealthInfo};
 use crate::signalr::hub_actor::{HubActor, Outgoing, Target};
@@ -57,6 +58,9 @@ pub enum Broadcast {
     /// A provider's health changed on some node.
     #[serde(rename_all = "camelCase")]
     ProviderHealth { info: ProviderHealthInfo },
+    /// Every connection of a principal (e.g. a key just disabled) is closed with `reason`.
+    #[serde(rename_all = "camelCase")]
+    ClosePrincipal { principal: String, reason: String },
 }
 
 impl Broadcast {
@@ -76,6 +80,8 @@ pub enum Attach {
     Spaces(Addr<SpaceFanout>),
     /// The provider health table.
     ProviderHealth(Addr<ProviderHealth>),
+    /// The per-principal connection groups.
+    Groups(Addr<ConnectionGroups>),
 }
 
 /// A broadcast that arrived from another node through Redis.
@@ -91,6 +97,7 @@ pub struct Backplane {
     hubs: HashMap<String, Addr<HubActor>>,
     spaces: Option<Addr<SpaceFanout>>,
     provider_health: Option<Addr<ProviderHealth>>,
+    groups: Option<Addr<ConnectionGroups>>,
 }
 
 impl Backplane {
@@ -104,6 +111,7 @@ impl Backplane {
             hubs: HashMap::new(),
             spaces: None,
             provider_health: None,
+            groups: None,
         }
     }
 
@@ -145,6 +153,11 @@ impl Backplane {
                     health.do_send(Adopt(info));
                 }
             }
+            Broadcast::ClosePrincipal { principal, reason } => {
+                if let Some(groups) = &self.groups {
+                    groups.do_send(CloseAll { key: principal, reason });
+                }
+            }
         }
         futures_util::future::ready(()).boxed()
     }
@@ -173,6 +186,7 @@ impl Handler<Attach> for Backplane {
             }
             Attach::Spaces(addr) => self.spaces = Some(addr),
             Attach::ProviderHealth(addr) => self.provider_health = Some(addr),
+            Attach::Groups(addr) => self.groups = Some(addr),
         }
     }
 }

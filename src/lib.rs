@@ -15,6 +15,7 @@ pub mod logging;
 pub mod ops;
 pub mod redis_pool;
 pub mod server;
+pub mod shared_counts;
 pub mod signalr;
 pub mod spaces;
 pub mod state;

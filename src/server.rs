@@ -149,14 +149,21 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
     let backplane_stream = redis.clone().map(|pool| (pool, config.redis.key(&config.redis.backplane_stream)));
     let backplane = actix::Actor::start(crate::backplane::Backplane::new(node_id.clone(), backplane_stream));
     let admin_events = actix::Actor::start(crate::admin::notifier::AdminNotifier::new(backplane.clone()));
-    let groups = actix::Actor::start(
-        crate::groups::ConnectionGroups::new(
-            g.connect_burst,
-            std::time::Duration::from_secs(g.connect_window_seconds),
-            std::time::Duration::from_secs(g.connect_cooldown_seconds),
-        )
-        .notify_limits(admin_events.clone().recipient()),
-    );
+    let mut groups = crate::groups::ConnectionGroups::new(
+        g.connect_burst,
+        std::time::Duration::from_secs(g.connect_window_seconds),
+        std::time::Duration::from_secs(g.connect_cooldown_seconds),
+    )
+    .notify_limits(admin_events.clone().recipient());
+    if let Some(pool) = &redis {
+        groups = groups.share_counts(Arc::new(crate::shared_counts::SharedCounts::new(
+            pool.clone(),
+            config.redis.key_prefix.clone(),
+            crate::shared_counts::LEASE,
+            std::time::Duration::from_millis(config.redis.timeout_ms),
+        )));
+    }
+    let groups = actix::Actor::start(groups);
     let provider_names = g
         .simulated_provider
         .then(|| crate::ops::provider_health::SIMULATED.to_string())
@@ -168,6 +175,7 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         backplane.clone(),
     ));
     backplane.do_send(crate::backplane::Attach::ProviderHealth(provider_health.clone()));
+    backplane.do_send(crate::backplane::Attach::Groups(groups.clone()));
     let limits = actix::Actor::start(crate::generation::limits::LocalCounters::default());
     let chat = crate::chat::ChatState::build(&config, &db, redis.as_ref())?;
     let spaces = crate::spaces::Spaces::new(&config);

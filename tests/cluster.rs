@@ -214,3 +214,88 @@ async fn a_membership_removed_on_one_node_ends_the_stream_on_the_other() {
     read_for(Duration::from_millis(1500), &mut seen).await;
     assert!(!seen.contains("\"after\""), "nothing of the space reaches a removed member on another node: {seen}");
 }
+
+#[actix_rt::test]
+async fn a_key_disabled_on_one_node_loses_its_connections_on_the_other() {
+    let (a, b) = two_nodes().await;
+    let mut res = a
+        .client()
+        .post(a.url("/api/virtualkeys"))
+        .bearer_auth(MASTER_KEY)
+        .send_json(&json!({"keyName": "cut-off"}))
+        .await
+        .unwrap();
+    let created = json_body(&mut res).await;
+    let (key, id) = (created["virtualKey"].as_str().unwrap().to_string(), created["keyInfo"]["id"].clone());
+    let mut on_b = open_ws(&b, &format!("/hubs/image-generation?access_token={key}")).await;
+    handshake_json(&mut on_b).await;
+
+    let started = std::time::Instant::now();
+    let res = a
+        .client()
+        .put(a.url(&format!("/api/virtualkeys/{id}")))
+        .bearer_auth(MASTER_KEY)
+        .send_json(&json!({"isEnabled": false}))
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    let close = read_until(&mut on_b, |m| m["type"] == 7).await;
+    assert_eq!(close["error"], "Virtual key is disabled");
+    assert!(started.elapsed() < Duration::from_secs(1), "closed within a second: {:?}", started.elapsed());
+}
+
+/// Negotiates on `srv` with `key`: `Ok(connectionId)` or `Err(the error text)`.
+async fn negotiate(srv: &TestServer, key: &str) -> Result<String, String> {
+    let mut res = srv
+        .client()
+        .post(srv.url("/hubs/image-generation/negotiate?negotiateVersion=1"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = json_body(&mut res).await;
+    match body["connectionId"].as_str() {
+        Some(id) => Ok(id.to_string()),
+        None => Err(body["error"].as_str().unwrap_or_default().to_string()),
+    }
+}
+
+#[actix_rt::test]
+async fn a_key_s_connection_cap_holds_across_nodes() {
+    let (a, b) = two_nodes().await;
+    let mut res = a
+        .client()
+        .post(a.url("/api/virtualkeys"))
+        .bearer_auth(MASTER_KEY)
+        .send_json(&json!({"keyName": "capped", "maxConnections": 2}))
+        .await
+        .unwrap();
+    let key = json_body(&mut res).await["virtualKey"].as_str().unwrap().to_string();
+    let mut on_a = open_ws(&a, &format!("/hubs/image-generation?access_token={key}")).await;
+    handshake_json(&mut on_a).await;
+    let mut on_b = open_ws(&b, &format!("/hubs/video-generation?access_token={key}")).await;
+    handshake_json(&mut on_b).await;
+
+    // Each node has room by itself; together the key is at its cap.
+    for node in [&a, &b] {
+        let refused = negotiate(node, &key).await.expect_err("a third connection is refused");
+        assert!(refused.starts_with("Connection limit reached: at most 2 concurrent connections"), "{refused}");
+    }
+
+    // A place freed on B is usable from A.
+    use futures_util::SinkExt;
+    on_b.send(awc::ws::Message::Close(None)).await.unwrap();
+    drop(on_b);
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        match negotiate(&a, &key).await {
+            Ok(_) => break,
+            Err(e) if std::time::Instant::now() < deadline => {
+                assert!(e.starts_with("Connection limit reached"), "{e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the place freed on B is still taken: {e}"),
+        }
+    }
+}

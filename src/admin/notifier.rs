@@ -1,10 +1,10 @@
 //! The AdminNotifier actor: turns what happens to keys, spend, connection caps and providers into events
 //! on the admin hub (`/hubs/admin-notifications`). Whoever notices a change (the admin API, spend
 //! accounting, the connection groups, provider health) sends an [`AdminEvent`] here and need not know
-//! the hub, its groups or its event names. Events go through the backplane, so the operators connected
-//! to any node hear of them; provider health already reaches every node's notifier through the
-//! backplane, so it is told to this node's operators only. Before the hub is attached, local events
-//! are dropped: there is nobody to tell.
+//! the hub, its groups or its event names. An event noticed by one node goes through the backplane, so
+//! the operators connected to any node hear of it once; an event that every node notices by itself
+//! (a key's expiry, provider health adopted from the backplane) is told to this node's operators only.
+//! Before the hub is attached, local events are dropped: there is nobody to tell.
 
 use actix::prelude::*;
 use serde_json::{json, Value};
@@ -53,7 +53,8 @@ pub enum AdminEvent {
     KeyUpdated { info: KeyInfo, update_type: &'static str, details: Value, priority: Priority },
     /// A key was deleted.
     KeyDeleted { key_id: i64 },
-    /// A key reached its expiry time (its connections were just closed).
+    /// A key reached its expiry time (its connections were just closed). Every node notices it by
+    /// itself, so it is told to this node's operators only.
     KeyExpired { key_id: i64 },
     /// A key's spend crossed a threshold of its budget.
     SpendAlert { key_id: i64, threshold: u32, current_spend: f64, budget_limit: f64 },
@@ -116,11 +117,25 @@ pub fn alert_kind(threshold: u32) -> (&'static str, &'static str) {
     }
 }
 
+impl AdminEvent {
+    /// Noticed by every node on its own (so each tells only its own operators), rather than by the one
+    /// node where it happened (which tells every node's operators through the backplane).
+    fn noticed_by_every_node(&self) -> bool {
+        matches!(self, AdminEvent::KeyExpired { .. } | AdminEvent::ProviderHealth(_))
+    }
+}
+
 impl Handler<AdminEvent> for AdminNotifier {
     type Result = ();
     fn handle(&mut self, event: AdminEvent, _: &mut Self::Context) {
+        let local = event.noticed_by_every_node();
         let send = |to: Target, target: &str, arg: Value| {
-            self.backplane.do_send(Broadcast::invocation(crate::hubs::admin_notifications::PATH, to, target, vec![arg]))
+            let path = crate::hubs::admin_notifications::PATH;
+            if !local {
+                self.backplane.do_send(Broadcast::invocation(path, to, target, vec![arg]));
+            } else if let Some(hub) = &self.hub {
+                hub.do_send(Outgoing::invocation(to, target, vec![arg]));
+            }
         };
         let admins = || Target::Group(ADMINS_GROUP.to_string());
         match event {
@@ -162,17 +177,17 @@ impl Handler<AdminEvent> for AdminNotifier {
                 "ConnectionLimitReached",
                 json!({ "virtualKeyId": key_id, "limit": limit, "timestamp": now() }),
             ),
-            AdminEvent::ProviderHealth(info) => {
-                let Some(hub) = &self.hub else { return };
-                let update = json!({
+            AdminEvent::ProviderHealth(info) => send(
+                admins(),
+                "ProviderHealthUpdate",
+                json!({
                     "provider": info.provider,
                     "status": info.status,
                     "responseTimeMs": info.response_time_ms,
                     "details": info.details,
                     "timestamp": info.last_checked,
-                });
-                hub.do_send(Outgoing::invocation(admins(), "ProviderHealthUpdate", vec![update]));
-            }
+                }),
+            ),
         }
     }
 }
