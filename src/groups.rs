@@ -123,6 +123,9 @@ pub struct ConnectionGroups {
     /// Cluster-wide counts (with Redis), and this node's connections holding a place there.
     shared: Option<Arc<SharedCounts>>,
     placed: HashMap<String, HashSet<String>>,
+    /// Connections whose cluster-wide place is being reserved: `true` once they left meanwhile, so that
+    /// their place is given back rather than kept (and refreshed) for a connection that is gone.
+    reserving: HashMap<String, bool>,
 }
 
 impl ConnectionGroups {
@@ -150,7 +153,20 @@ impl ConnectionGroups {
             on_limit: None,
             shared: None,
             placed: HashMap::new(),
+            reserving: HashMap::new(),
         }
+    }
+
+    /// Gives a connection's cluster-wide place back, in the background.
+    fn release(&self, principal: String, connection_id: String) {
+        let Some(shared) = self.shared.clone() else { return };
+        actix::spawn(async move {
+            if let Err(e) = shared.release(&principal, &connection_id).await {
+                // The lease runs out by itself; until then the place stays taken.
+                crate::ops::metrics::REDIS_ERRORS.inc();
+                tracing::warn!(error = %e, "cannot release a cluster-wide connection place");
+            }
+        });
     }
 
     /// Records a connection attempt; `Err` while the principal is cooling down.
@@ -226,6 +242,9 @@ impl Handler<Join> for ConnectionGroups {
         let connection_id = msg.connection_id.clone();
         let placed_id = connection_id.clone();
         let shared = self.shared.clone().zip(msg.cap);
+        if shared.is_some() {
+            self.reserving.insert(placed_id.clone(), false);
+        }
         let (group, joined) = (addr.clone(), addr.send(msg));
         let principal = key.clone();
         let work = async move {
@@ -248,9 +267,12 @@ impl Handler<Join> for ConnectionGroups {
             }
         };
         Box::pin(work.into_actor(self).map(move |result, act, _| {
+            let left_meanwhile = act.reserving.remove(&placed_id).unwrap_or(false);
             match result {
                 Ok((n, placed)) => {
-                    if placed {
+                    if placed && left_meanwhile {
+                        act.release(key.clone(), placed_id);
+                    } else if placed {
                         act.placed.entry(key.clone()).or_default().insert(placed_id);
                     }
                     // Re-insert if a concurrent Leave emptied the entry meanwhile: the actor still holds us.
@@ -280,19 +302,15 @@ impl Handler<Leave> for ConnectionGroups {
     type Result = ResponseActFuture<Self, usize>;
     fn handle(&mut self, msg: Leave, _: &mut Self::Context) -> Self::Result {
         let key = msg.key.clone();
-        if let (Some(shared), Some(ids)) = (self.shared.clone(), self.placed.get_mut(&key)) {
+        if let Some(left) = self.reserving.get_mut(&msg.connection_id) {
+            *left = true;
+        }
+        if let Some(ids) = self.placed.get_mut(&key) {
             if ids.remove(&msg.connection_id) {
                 if ids.is_empty() {
                     self.placed.remove(&key);
                 }
-                let (principal, id) = (key.clone(), msg.connection_id.clone());
-                actix::spawn(async move {
-                    if let Err(e) = shared.release(&principal, &id).await {
-                        // The lease runs out by itself; until then the place stays taken.
-                        crate::ops::metrics::REDIS_ERRORS.inc();
-                        tracing::warn!(error = %e, "cannot release a cluster-wide connection place");
-                    }
-                });
+                self.release(key.clone(), msg.connection_id.clone());
             }
         }
         let Some((addr, _)) = self.groups.get(&key) else {
