@@ -25,7 +25,8 @@ pub fn agent_json(a: &AgentRow) -> Value {
     json!({
         "id": a.id,
         "name": a.name,
-        "config": serde_json::from_str::<Value>(&a.config).unwrap_or(Value::Null),
+        // The SDK's Agent type names the stored configuration `configJson`.
+        "configJson": serde_json::from_str::<Value>(&a.config).unwrap_or(Value::Null),
         "configHash": a.config_hash,
         "createdAt": ms_to_rfc3339(a.created_at),
         "updatedAt": ms_to_rfc3339(a.updated_at),

@@ -67,7 +67,8 @@ pub fn event_json(e: &EventRow) -> Value {
         "ts": ms_to_rfc3339(e.created_at),
         "data": serde_json::from_str::<Value>(&e.data).unwrap_or(Value::Null),
         "smartSpaceId": e.space_id,
-        "seq": e.seq.to_string(),
+        // A number: the SDK's StreamEvent and RunEvent type `seq` as one (a message's own seq is a string).
+        "seq": e.seq,
     });
     if let Some(map) = out.as_object_mut() {
         for (name, value) in [
