@@ -62,6 +62,8 @@ pub struct SpaceRow {
     pub event_seq: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The SDK's `showAgentReasoning`: stored for the clients that render the space.
+    pub show_agent_reasoning: bool,
 }
 
 /// A partial space update.
@@ -72,6 +74,7 @@ pub struct SpaceChanges {
     pub description: Option<Option<String>>,
     pub metadata: Option<Option<String>>,
     pub updated_at: Option<i64>,
+    pub show_agent_reasoning: Option<bool>,
 }
 
 /// An entity's membership in a space.
@@ -82,6 +85,8 @@ pub struct MembershipRow {
     pub entity_id: String,
     pub role: Option<String>,
     pub joined_at: i64,
+    /// The membership's own id (the SDK's Membership.id); the key is still (space, entity).
+    pub id: Option<String>,
 }
 
 /// A message; `seq` is its place in the space.
@@ -113,6 +118,10 @@ pub struct RunRow {
     pub created_at: i64,
     pub updated_at: i64,
     pub completed_at: Option<i64>,
+    /// The entity that caused the run (a message's sender, or named at POST /api/runs).
+    pub triggered_by_id: Option<String>,
+    /// The run this one was started from, if the runtime said so.
+    pub parent_run_id: Option<String>,
 }
 
 /// A stored stream event, replayed by seq.
@@ -314,10 +323,16 @@ pub async fn insert_agent(db: &Database, row: AgentRow) -> Result<(AgentRow, boo
     })
 }
 
-/// Every agent, oldest first.
-pub async fn list_agents(db: &Database) -> Result<Vec<AgentRow>, DbError> {
+/// A page of agents, oldest first.
+pub async fn list_agents(db: &Database, limit: i64, offset: i64) -> Result<Vec<AgentRow>, DbError> {
     with_conn!(db, |conn| {
-        Ok(spaces_agents::table.order(spaces_agents::created_at.asc()).select(AgentRow::as_select()).load(conn).await?)
+        Ok(spaces_agents::table
+            .order((spaces_agents::created_at.asc(), spaces_agents::id.asc()))
+            .limit(limit)
+            .offset(offset)
+            .select(AgentRow::as_select())
+            .load(conn)
+            .await?)
     })
 }
 
@@ -340,6 +355,20 @@ pub async fn insert_entity(db: &Database, row: EntityRow) -> Result<EntityRow, D
     with_conn!(db, |conn| {
         diesel::insert_into(spaces_entities::table).values(&row).execute(conn).await?;
         Ok(row)
+    })
+}
+
+/// The entities with these ids (missing ones are left out), to name the senders of a page of messages.
+pub async fn entities_by_ids(db: &Database, ids: &[String]) -> Result<Vec<EntityRow>, DbError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    with_conn!(db, |conn| {
+        Ok(spaces_entities::table
+            .filter(spaces_entities::id.eq_any(ids))
+            .select(EntityRow::as_select())
+            .load(conn)
+            .await?)
     })
 }
 
@@ -583,7 +612,7 @@ pub struct RunFilter {
 }
 
 /// Runs matching `f`, newest first.
-pub async fn list_runs(db: &Database, f: &RunFilter, limit: i64) -> Result<Vec<RunRow>, DbError> {
+pub async fn list_runs(db: &Database, f: &RunFilter, limit: i64, offset: i64) -> Result<Vec<RunRow>, DbError> {
     with_conn!(db, |conn| {
         let mut q = space_runs::table.select(RunRow::as_select()).into_boxed();
         if let Some(v) = &f.space_id {
@@ -598,7 +627,11 @@ pub async fn list_runs(db: &Database, f: &RunFilter, limit: i64) -> Result<Vec<R
         if let Some(v) = &f.status {
             q = q.filter(space_runs::status.eq(v.clone()));
         }
-        Ok(q.order((space_runs::created_at.desc(), space_runs::id.asc())).limit(limit).load(conn).await?)
+        Ok(q.order((space_runs::created_at.desc(), space_runs::id.asc()))
+            .limit(limit)
+            .offset(offset)
+            .load(conn)
+            .await?)
     })
 }
 

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::authenticate_secret;
-use super::error::{parse_body, SpacesError, SpacesResult};
+use super::error::{parse_body, parse_query, SpacesError, SpacesResult};
 use crate::auth::secrets::sha256_hex;
 use crate::db::spaces::{self as repo, AgentRow};
 use crate::db::{ms_to_rfc3339, now_ms};
@@ -18,6 +18,13 @@ use crate::state::AppState;
 struct CreateAgent {
     name: Option<String>,
     config: Value,
+}
+
+/// The SDK's paging of GET /api/agents.
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<i64>,
+    offset: Option<i64>,
 }
 
 /// The API form of an agent.
@@ -72,7 +79,10 @@ pub(super) async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<
 
 pub(super) async fn list(req: HttpRequest, state: web::Data<AppState>) -> SpacesResult {
     authenticate_secret(&req, &state.spaces, &state.db).await?;
-    let agents: Vec<Value> = repo::list_agents(&state.db).await?.iter().map(agent_json).collect();
+    let q: ListQuery = parse_query(req.query_string())?;
+    let limit = q.limit.unwrap_or(state.spaces.config.max_list_limit).clamp(1, state.spaces.config.max_list_limit);
+    let offset = q.offset.unwrap_or(0).max(0);
+    let agents: Vec<Value> = repo::list_agents(&state.db, limit, offset).await?.iter().map(agent_json).collect();
     Ok(HttpResponse::Ok().json(json!({ "agents": agents })))
 }
 

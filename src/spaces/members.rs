@@ -29,6 +29,7 @@ struct UpdateMember {
 /// The API form of a membership.
 pub fn membership_json(m: &MembershipRow) -> Value {
     json!({
+        "id": m.id,
         "smartSpaceId": m.space_id,
         "entityId": m.entity_id,
         "role": m.role,
@@ -61,8 +62,13 @@ pub(super) async fn add(
     let entity = repo::get_entity(&state.db, &input.entity_id)
         .await?
         .ok_or_else(|| SpacesError::not_found("Entity not found"))?;
-    let row =
-        MembershipRow { space_id: id.to_string(), entity_id: entity.id.clone(), role: input.role, joined_at: now_ms() };
+    let row = MembershipRow {
+        space_id: id.to_string(),
+        entity_id: entity.id.clone(),
+        role: input.role,
+        joined_at: now_ms(),
+        id: Some(super::new_id()),
+    };
     if !repo::add_member(&state.db, &row).await? {
         let existing = repo::membership(&state.db, &id, &entity.id).await?.unwrap_or(row);
         return Ok(HttpResponse::Ok().json(json!({ "membership": membership_json(&existing) })));

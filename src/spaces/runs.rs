@@ -24,6 +24,9 @@ struct CreateRun {
     agent_entity_id: String,
     trigger_message_id: Option<String>,
     metadata: Option<Value>,
+    /// The SDK's CreateRunParams: who caused the run, and the run it was started from.
+    triggered_by_id: Option<String>,
+    parent_run_id: Option<String>,
     /// The SDK's `start: true`: the run begins as running (run.created then run.started).
     start: Option<bool>,
 }
@@ -36,6 +39,7 @@ struct ListQuery {
     agent_id: Option<String>,
     status: Option<String>,
     limit: Option<i64>,
+    offset: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -72,6 +76,8 @@ pub fn run_json(r: &RunRow) -> Value {
         "agentId": r.agent_id,
         "status": r.status,
         "triggerMessageId": r.trigger_message_id,
+        "triggeredById": r.triggered_by_id,
+        "parentRunId": r.parent_run_id,
         "metadata": json_column(&r.metadata),
         // The SDK's Run type reads the failure text as `errorMessage`.
         "errorMessage": r.error,
@@ -89,6 +95,7 @@ pub fn run_created_event(r: &RunRow) -> EventDraft {
         "agentId": r.agent_id,
         "status": r.status,
         "triggerMessageId": r.trigger_message_id,
+        "triggeredById": r.triggered_by_id,
     });
     EventDraft {
         event_type: "run.created".into(),
@@ -165,7 +172,7 @@ pub(super) async fn list(req: HttpRequest, state: web::Data<AppState>) -> Spaces
         agent_id: q.agent_id,
         status: q.status,
     };
-    let runs = repo::list_runs(&state.db, &filter, limit).await?;
+    let runs = repo::list_runs(&state.db, &filter, limit, q.offset.unwrap_or(0).max(0)).await?;
     Ok(HttpResponse::Ok().json(json!({ "runs": runs.iter().map(run_json).collect::<Vec<_>>() })))
 }
 
@@ -196,6 +203,8 @@ pub(super) async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<
         created_at: now,
         updated_at: now,
         completed_at: None,
+        triggered_by_id: input.triggered_by_id,
+        parent_run_id: input.parent_run_id,
     };
     let mut events = vec![run_created_event(&run)];
     if start {

@@ -18,6 +18,7 @@ struct SpaceBody {
     name: Option<String>,
     description: Option<String>,
     metadata: Option<Value>,
+    show_agent_reasoning: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -35,6 +36,7 @@ pub fn space_json(s: &SpaceRow) -> Value {
         "name": s.name,
         "description": s.description,
         "metadata": json_column(&s.metadata),
+        "showAgentReasoning": s.show_agent_reasoning,
         "createdAt": ms_to_rfc3339(s.created_at),
         "updatedAt": ms_to_rfc3339(s.updated_at),
     })
@@ -43,7 +45,7 @@ pub fn space_json(s: &SpaceRow) -> Value {
 pub(super) async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> SpacesResult {
     authenticate_secret(&req, &state.spaces, &state.db).await?;
     let input: SpaceBody = if body.iter().all(u8::is_ascii_whitespace) {
-        SpaceBody { name: None, description: None, metadata: None }
+        SpaceBody { name: None, description: None, metadata: None, show_agent_reasoning: None }
     } else {
         parse_body(&body)?
     };
@@ -57,6 +59,7 @@ pub(super) async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<
         event_seq: 0,
         created_at: now,
         updated_at: now,
+        show_agent_reasoning: input.show_agent_reasoning.unwrap_or(false),
     };
     let space = repo::insert_space(&state.db, row).await?;
     Ok(HttpResponse::Created().json(json!({ "smartSpace": space_json(&space) })))
@@ -97,6 +100,7 @@ pub(super) async fn update(
         description: input.description.map(Some),
         metadata: input.metadata.map(|m| to_column(&Some(m))),
         updated_at: Some(now_ms()),
+        show_agent_reasoning: input.show_agent_reasoning,
     };
     let space = repo::update_space(&state.db, &id, changes)
         .await?

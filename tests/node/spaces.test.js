@@ -205,9 +205,22 @@ test("SDK: a backend sets up a space; a browser user (pk + JWT) sends, reads his
   assert.deepEqual([bot.type, bot.agentId, alice.type, alice.externalId], ["agent", first.agentId, "human", ext("alice")]);
   for (const m of setup.memberships) {
     assert.equal(m.smartSpaceId, setup.smartSpace.id);
+    assert.match(m.id, /^[0-9a-f-]{36}$/);
     assert.ok(!Number.isNaN(Date.parse(m.joinedAt)));
   }
   const spaceId = setup.smartSpace.id;
+  assert.equal(setup.smartSpace.showAgentReasoning, false);
+  const shown = await admin.spaces.update(spaceId, { showAgentReasoning: true, description: "d" });
+  assert.deepEqual([shown.smartSpace.showAgentReasoning, shown.smartSpace.description], [true, "d"]);
+  // Agents page with the SDK's limit/offset.
+  const second = await admin.agents.create({ config: { model: `${TAG}-second` } });
+  const all = (await admin.agents.list({ limit: 200 })).agents;
+  assert.ok(all.some((a) => a.id === second.agentId));
+  const page = (await admin.agents.list({ limit: 1, offset: 1 })).agents;
+  assert.deepEqual(
+    page.map((a) => a.id),
+    [all[1].id],
+  );
   // An existing externalId is updated, not duplicated.
   const updated = await admin.entities.create({ type: "human", externalId: ext("alice"), displayName: "Alice B." });
   assert.deepEqual([updated.entity.id, updated.entity.displayName], [alice.id, "Alice B."]);
@@ -230,6 +243,7 @@ test("SDK: a backend sets up a space; a browser user (pk + JWT) sends, reads his
     const sent = await user.messages.send(spaceId, { content: "hello", entityId: bob, role: "assistant" });
     assert.equal(sent.message.entityId, alice.id);
     assert.equal(sent.message.role, "user");
+    assert.deepEqual([sent.message.entityType, sent.message.entityName], ["human", "Alice B."]);
     assert.equal(typeof sent.message.seq, "string");
     assert.deepEqual(sent.runs, [{ runId: sent.runs[0].runId, agentEntityId: bot.id }]);
     await user.messages.send(spaceId, { content: "anyone?", triggerAgents: false });
@@ -243,6 +257,9 @@ test("SDK: a backend sets up a space; a browser user (pk + JWT) sends, reads his
       ],
     );
     assert.deepEqual((await user.messages.list(spaceId, { afterSeq: "1" })).messages.map((m) => m.content), ["anyone?"]);
+    assert.deepEqual([messages[0].entityType, messages[0].entityName], ["human", "Alice B."]);
+    const { run } = await admin.runs.get(sent.runs[0].runId);
+    assert.deepEqual([run.triggeredById, run.status, run.agentId], [alice.id, "queued", first.agentId]);
 
     // The stream replays from seq 0 (both joins), then the messages and the run, in seq order.
     await take(seen, 5);
@@ -258,6 +275,7 @@ test("SDK: a backend sets up a space; a browser user (pk + JWT) sends, reads his
     assert.deepEqual(seqs.slice(0, 5), [1, 2, 3, 4, 5], "stream seqs are numbers, gap-free");
     const hello = seen[2];
     assert.equal(hello.data.message.content, "hello");
+    assert.equal(hello.data.message.entityName, "Alice B.");
     assert.equal(hello.smartSpaceId, spaceId);
     assert.equal(hello.entityId, alice.id);
     assert.equal(hello.entityType, "human");
@@ -287,22 +305,25 @@ test("agent runtime on its entity stream: run, text deltas, a tool call, the use
     await untilSubscribed(userSeen, spaceId, alice);
 
     // The runtime: on run.created start, stream text, call a tool; on the tool's output finish.
-    runtimeStream.on("run.created", async (e) => {
+    const onCreated = async (e) => {
       await report(e.runId, "run.started");
       await report(e.runId, "text.delta", { delta: "Let me " });
       await report(e.runId, "text.delta", { delta: "check. " });
       await report(e.runId, "tool-input-available", { toolCallId: "call-1", toolName: "weather", input: { city: "Oslo" } });
       await report(e.runId, "run.waiting_tool");
-    });
+    };
+    runtimeStream.on("run.created", onCreated);
     runtimeStream.on("tool-output-available", async (e) => {
       assert.equal(e.data.toolCallId, "call-1");
       await report(e.runId, "run.started");
       await report(e.runId, "text.delta", { delta: `It is ${e.data.output.celsius} degrees.` });
       await report(e.runId, "run.completed", { text: "done" });
     });
-    // The user's page: answers the tool call when it appears.
-    userStream.on("tool-input-available", async (e) => {
-      const r = await user.tools.submitRunResult(e.runId, { callId: e.data.toolCallId, result: { celsius: 4 } });
+    // The user's page: answers the tool call once the run waits for it (answering on tool-input-available
+    // could overtake the runtime's own run.waiting_tool).
+    userStream.on("run.waiting_tool", async (e) => {
+      const call = userSeen.findLast((x) => x.runId === e.runId && x.type === "tool-input-available");
+      const r = await user.tools.submitRunResult(e.runId, { callId: call.data.toolCallId, result: { celsius: 4 } });
       assert.equal(r.success, true);
     });
 
@@ -360,6 +381,25 @@ test("agent runtime on its entity stream: run, text deltas, a tool call, the use
     assert.ok(events.every((e) => e.runId === runId && typeof e.seq === "number" && e.createdAt));
     // Reporting into a finished run is refused.
     assert.equal((await call("POST", `/api/runs/${runId}/events`, { body: { type: "text.delta", data: {} } })).status, 409);
+
+    // A run the backend starts itself, with the SDK's CreateRunParams.
+    runtimeStream.off("run.created", onCreated);
+    const child = await admin.runs.create({
+      smartSpaceId: spaceId,
+      agentEntityId: bot,
+      triggeredById: alice,
+      parentRunId: runId,
+      start: true,
+    });
+    assert.deepEqual([child.status, child.streamUrl], ["running", `/api/runs/${child.runId}/stream`]);
+    const { run: started } = await user.runs.get(child.runId);
+    assert.deepEqual([started.triggeredById, started.parentRunId, started.status], [alice, runId, "running"]);
+    const childEvents = await take(runtimeSeen, 2, (e) => e.runId === child.runId, "the started run's events");
+    assert.deepEqual(
+      childEvents.map((e) => e.type),
+      ["run.created", "run.started"],
+    );
+    assert.equal((await admin.runs.cancel(child.runId)).status, "canceled");
   } finally {
     runtimeStream.close();
     userStream.close();
