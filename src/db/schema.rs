@@ -168,6 +168,19 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    spaces_clients (id) {
+        id -> Text,
+        entity_id -> Text,
+        client_key -> Text,
+        client_type -> Nullable<Text>,
+        display_name -> Nullable<Text>,
+        capabilities -> Nullable<Text>,
+        last_seen_at -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
 diesel::joinable!(space_memberships -> smart_spaces (space_id));
 diesel::joinable!(space_memberships -> spaces_entities (entity_id));
 diesel::allow_tables_to_appear_in_same_query!(smart_spaces, space_memberships, spaces_entities);

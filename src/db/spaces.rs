@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::schema::{
     smart_spaces, space_events, space_memberships, space_messages, space_runs, space_tool_results, spaces_agents,
-    spaces_entities,
+    spaces_clients, spaces_entities,
 };
 use super::{now_ms, Database, DbError};
 use crate::with_conn;
@@ -122,6 +122,20 @@ pub struct RunRow {
     pub triggered_by_id: Option<String>,
     /// The run this one was started from, if the runtime said so.
     pub parent_run_id: Option<String>,
+}
+
+/// A registered client of an entity (the SDK's Client): one per (entity, client key).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = spaces_clients)]
+pub struct ClientRow {
+    pub id: String,
+    pub entity_id: String,
+    pub client_key: String,
+    pub client_type: Option<String>,
+    pub display_name: Option<String>,
+    pub capabilities: Option<String>,
+    pub last_seen_at: i64,
+    pub created_at: i64,
 }
 
 /// A stored stream event, replayed by seq.
@@ -686,4 +700,43 @@ pub async fn run_events(db: &Database, run: &str) -> Result<Vec<EventRow>, DbErr
             .load(conn)
             .await?)
     })
+}
+
+/// Registers a client, or refreshes the one with the same (entity, client key): its type, name and
+/// capabilities when given, and its last-seen time. Returns the stored row and whether it is new.
+pub async fn register_client(db: &Database, row: ClientRow) -> Result<(ClientRow, bool), DbError> {
+    with_conn!(db, |conn| {
+        let n = diesel::insert_into(spaces_clients::table).values(&row).on_conflict_do_nothing().execute(conn).await?;
+        let mine = spaces_clients::entity_id.eq(&row.entity_id).and(spaces_clients::client_key.eq(&row.client_key));
+        if n == 0 {
+            diesel::update(spaces_clients::table.filter(mine))
+                .set((
+                    spaces_clients::last_seen_at.eq(row.last_seen_at),
+                    row.client_type.as_ref().map(|v| spaces_clients::client_type.eq(v)),
+                    row.display_name.as_ref().map(|v| spaces_clients::display_name.eq(v)),
+                    row.capabilities.as_ref().map(|v| spaces_clients::capabilities.eq(v)),
+                ))
+                .execute(conn)
+                .await?;
+        }
+        let stored = spaces_clients::table.filter(mine).select(ClientRow::as_select()).first(conn).await?;
+        Ok((stored, n > 0))
+    })
+}
+
+/// An entity's clients, oldest first.
+pub async fn list_clients(db: &Database, entity: &str) -> Result<Vec<ClientRow>, DbError> {
+    with_conn!(db, |conn| {
+        Ok(spaces_clients::table
+            .filter(spaces_clients::entity_id.eq(entity))
+            .order((spaces_clients::created_at.asc(), spaces_clients::id.asc()))
+            .select(ClientRow::as_select())
+            .load(conn)
+            .await?)
+    })
+}
+
+/// Deletes a client; `false` when there was none.
+pub async fn delete_client(db: &Database, id: &str) -> Result<bool, DbError> {
+    with_conn!(db, |conn| { Ok(diesel::delete(spaces_clients::table.find(id)).execute(conn).await? > 0) })
 }

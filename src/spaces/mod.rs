@@ -8,6 +8,7 @@
 
 pub mod agents;
 pub mod auth;
+pub mod clients;
 pub mod entities;
 pub mod error;
 pub mod fanout;

@@ -544,6 +544,9 @@ test("every 401 and 403 of the permission matrix, with the documented texts; imp
     ["POST", `/api/runs/${myRun}/cancel`],
     ["DELETE", `/api/runs/${myRun}`],
     ["POST", `/api/runs/${myRun}/events`, { type: "text.delta", data: { delta: "forged" } }],
+    ["POST", "/api/clients/register", { entityId: alice, clientKey: "k" }],
+    ["GET", `/api/clients?entityId=${alice}`],
+    ["DELETE", `/api/clients/${crypto.randomUUID()}`],
   ]) {
     await expect(method, path, A, 403, SECRET_ONLY, body);
   }
@@ -648,6 +651,45 @@ test("resume: a dropped space stream and a dropped entity stream get exactly the
   const bad = await rawStream(path, userHeaders("rs-alice"), "yesterday");
   assert.equal(bad.status, 400);
   assert.equal(typeof bad.body.error, "string");
+});
+
+test("SDK clients: register (again refreshes), list by entity, delete", async () => {
+  const alice = await human("cl-alice");
+  const first = await admin.clients.register({
+    entityId: alice,
+    clientKey: "laptop",
+    clientType: "browser",
+    displayName: "Laptop",
+    capabilities: { tools: ["clock"] },
+  });
+  const c = first.client;
+  assert.deepEqual(
+    [c.entityId, c.clientKey, c.clientType, c.displayName, c.capabilities],
+    [alice, "laptop", "browser", "Laptop", { tools: ["clock"] }],
+  );
+  assert.ok(!Number.isNaN(Date.parse(c.lastSeenAt)) && !Number.isNaN(Date.parse(c.createdAt)));
+  await sleep(5);
+  const again = await admin.clients.register({ entityId: alice, clientKey: "laptop", displayName: "Work laptop" });
+  assert.equal(again.client.id, c.id, "the same (entity, key) is the same client");
+  assert.deepEqual([again.client.displayName, again.client.clientType], ["Work laptop", "browser"]);
+  assert.ok(Date.parse(again.client.lastSeenAt) >= Date.parse(c.lastSeenAt));
+  const phone = (await admin.clients.register({ entityId: alice, clientKey: "phone" })).client;
+  assert.deepEqual(phone.capabilities, {});
+  assert.deepEqual(
+    (await admin.clients.list(alice)).clients.map((x) => x.clientKey),
+    ["laptop", "phone"],
+  );
+  assert.deepEqual(await admin.clients.delete(c.id), { success: true });
+  assert.deepEqual(
+    (await admin.clients.list(alice)).clients.map((x) => x.id),
+    [phone.id],
+  );
+  await assert.rejects(admin.clients.delete(c.id), { status: 404, message: "Client not found" });
+  await assert.rejects(admin.clients.register({ entityId: crypto.randomUUID(), clientKey: "x" }), {
+    status: 404,
+    message: "Entity not found",
+  });
+  assert.equal((await call("GET", "/api/clients")).status, 400);
 });
 
 test("100 concurrent posters to one space: seqs unique and gap-free, every subscriber sees them in seq order", async () => {
