@@ -738,5 +738,5 @@ pub async fn list_clients(db: &Database, entity: &str) -> Result<Vec<ClientRow>,
 
 /// Deletes a client; `false` when there was none.
 pub async fn delete_client(db: &Database, id: &str) -> Result<bool, DbError> {
-    with_conn!(db, |conn| { Ok(diesel::delete(spaces_clients::table.find(id)).execute(conn).await? > 0) })
+    with_conn!(db, |conn| Ok(diesel::delete(spaces_clients::table.find(id)).execute(conn).await? > 0))
 }

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::authenticate_secret;
-use super::error::{parse_body, parse_query, SpacesError, SpacesResult};
+use super::error::{parse_body, parse_query, Body, SpacesError, SpacesResult};
 use crate::auth::secrets::sha256_hex;
 use crate::db::spaces::{self as repo, AgentRow};
 use crate::db::{ms_to_rfc3339, now_ms};
@@ -56,7 +56,7 @@ fn canonical(value: &Value) -> String {
     }
 }
 
-pub(super) async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> SpacesResult {
+pub(super) async fn create(req: HttpRequest, body: Body, state: web::Data<AppState>) -> SpacesResult {
     authenticate_secret(&req, &state.spaces, &state.db).await?;
     let input: CreateAgent = parse_body(&body)?;
     if !input.config.is_object() {

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::authenticate_secret;
-use super::error::{parse_body, parse_query, SpacesError, SpacesResult};
+use super::error::{parse_body, parse_query, Body, SpacesError, SpacesResult};
 use super::{json_column, to_column};
 use crate::db::spaces::{self as repo, ClientRow};
 use crate::db::{ms_to_rfc3339, now_ms};
@@ -48,7 +48,7 @@ pub fn client_json(c: &ClientRow) -> Value {
 }
 
 /// POST /api/clients/register: 201 for a new client, 200 for a refreshed one.
-pub(super) async fn register(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> SpacesResult {
+pub(super) async fn register(req: HttpRequest, body: Body, state: web::Data<AppState>) -> SpacesResult {
     authenticate_secret(&req, &state.spaces, &state.db).await?;
     let input: RegisterClient = parse_body(&body)?;
     if input.client_key.is_empty() || input.client_key.len() > 200 {

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::auth::{authenticate, authenticate_secret};
 use super::entities::entity_json;
-use super::error::{parse_body, SpacesError, SpacesResult};
+use super::error::{parse_body, Body, SpacesError, SpacesResult};
 use super::fanout::{Joined, Revoke};
 use crate::db::spaces::{self as repo, EventDraft, MembershipRow, SpaceWrite};
 use crate::db::{ms_to_rfc3339, now_ms};
@@ -53,7 +53,7 @@ fn member_event(event_type: &str, m: &MembershipRow, entity_type: &str) -> Event
 pub(super) async fn add(
     req: HttpRequest,
     id: web::Path<String>,
-    body: web::Bytes,
+    body: Body,
     state: web::Data<AppState>,
 ) -> SpacesResult {
     authenticate_secret(&req, &state.spaces, &state.db).await?;
@@ -91,7 +91,7 @@ pub(super) async fn add(
 pub(super) async fn update(
     req: HttpRequest,
     path: web::Path<(String, String)>,
-    body: web::Bytes,
+    body: Body,
     state: web::Data<AppState>,
 ) -> SpacesResult {
     authenticate_secret(&req, &state.spaces, &state.db).await?;

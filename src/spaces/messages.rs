@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::{authenticate, Caller, NOT_MEMBER};
-use super::error::{parse_body, parse_query, SpacesError, SpacesResult};
+use super::error::{parse_body, parse_query, Body, SpacesError, SpacesResult};
 use super::runs::run_created_event;
 use super::{json_column, to_column};
 use crate::db::spaces::{self as repo, EntityRow, EventDraft, MessageRow, NewMessage, RunRow, SpaceWrite};
@@ -63,7 +63,7 @@ pub fn role_for(entity_type: &str) -> &'static str {
 pub(super) async fn post(
     req: HttpRequest,
     id: web::Path<String>,
-    body: web::Bytes,
+    body: Body,
     state: web::Data<AppState>,
 ) -> SpacesResult {
     let caller = authenticate(&req, &state.spaces, &state.db).await?;

@@ -35,6 +35,9 @@ pub struct Spaces {
     /// `None` when no JWT key is configured: every public-key caller is refused.
     pub verifier: Option<JwtVerifier>,
     pub fanout: actix::Addr<fanout::SpaceFanout>,
+    /// Turns true when the server shuts down: every open SSE stream is then cut, so that clients reconnect
+    /// (to another node) instead of holding the shutdown until its timeout.
+    pub closing: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Spaces {
@@ -46,7 +49,13 @@ impl Spaces {
             config: Arc::new(config.spaces.clone()),
             verifier,
             fanout: actix::Actor::start(fanout::SpaceFanout::default()),
+            closing: Arc::new(tokio::sync::watch::channel(false).0),
         }
+    }
+
+    /// Cuts every open SSE stream (graceful shutdown).
+    pub fn close_streams(&self) {
+        self.closing.send_replace(true);
     }
 }
 

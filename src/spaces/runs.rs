@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::{authenticate, authenticate_secret, Caller, NOT_MEMBER};
-use super::error::{parse_body, parse_query, SpacesError, SpacesResult};
+use super::error::{parse_body, parse_query, Body, SpacesError, SpacesResult};
 use super::{event_json, json_column, to_column};
 use crate::db::spaces::{self as repo, EventDraft, RunFilter, RunRow, SpaceWrite, ToolResultRow, RUN_TERMINAL};
 use crate::db::{ms_to_rfc3339, now_ms};
@@ -176,7 +176,7 @@ pub(super) async fn list(req: HttpRequest, state: web::Data<AppState>) -> Spaces
     Ok(HttpResponse::Ok().json(json!({ "runs": runs.iter().map(run_json).collect::<Vec<_>>() })))
 }
 
-pub(super) async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> SpacesResult {
+pub(super) async fn create(req: HttpRequest, body: Body, state: web::Data<AppState>) -> SpacesResult {
     authenticate_secret(&req, &state.spaces, &state.db).await?;
     let input: CreateRun = parse_body(&body)?;
     let agent = repo::get_entity(&state.db, &input.agent_entity_id)
@@ -266,7 +266,7 @@ pub(super) async fn events(req: HttpRequest, id: web::Path<String>, state: web::
 pub(super) async fn report(
     req: HttpRequest,
     id: web::Path<String>,
-    body: web::Bytes,
+    body: Body,
     state: web::Data<AppState>,
 ) -> SpacesResult {
     authenticate_secret(&req, &state.spaces, &state.db).await?;
@@ -340,7 +340,7 @@ async fn submit_tool_result(
 pub(super) async fn space_tool_result(
     req: HttpRequest,
     id: web::Path<String>,
-    body: web::Bytes,
+    body: Body,
     state: web::Data<AppState>,
 ) -> SpacesResult {
     let caller = authenticate(&req, &state.spaces, &state.db).await?;
@@ -360,7 +360,7 @@ pub(super) async fn space_tool_result(
 pub(super) async fn run_tool_result(
     req: HttpRequest,
     id: web::Path<String>,
-    body: web::Bytes,
+    body: Body,
     state: web::Data<AppState>,
 ) -> SpacesResult {
     let caller = authenticate(&req, &state.spaces, &state.db).await?;

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::{authenticate, authenticate_secret, Caller};
-use super::error::{parse_body, parse_query, SpacesError, SpacesResult};
+use super::error::{parse_body, parse_query, Body, SpacesError, SpacesResult};
 use super::{json_column, to_column};
 use crate::db::spaces::{self as repo, SpaceChanges, SpaceRow};
 use crate::db::{ms_to_rfc3339, now_ms};
@@ -42,7 +42,7 @@ pub fn space_json(s: &SpaceRow) -> Value {
     })
 }
 
-pub(super) async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> SpacesResult {
+pub(super) async fn create(req: HttpRequest, body: Body, state: web::Data<AppState>) -> SpacesResult {
     authenticate_secret(&req, &state.spaces, &state.db).await?;
     let input: SpaceBody = if body.iter().all(u8::is_ascii_whitespace) {
         SpaceBody { name: None, description: None, metadata: None, show_agent_reasoning: None }
@@ -90,7 +90,7 @@ pub(super) async fn get(req: HttpRequest, id: web::Path<String>, state: web::Dat
 pub(super) async fn update(
     req: HttpRequest,
     id: web::Path<String>,
-    body: web::Bytes,
+    body: Body,
     state: web::Data<AppState>,
 ) -> SpacesResult {
     authenticate_secret(&req, &state.spaces, &state.db).await?;

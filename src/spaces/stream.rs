@@ -433,10 +433,23 @@ async fn open(state: &AppState, spec: StreamSpec) -> SpacesResult {
         return Err(SpacesError::Unavailable("The stream could not be opened".into()));
     }
     let guard = StopOnDrop(actor);
-    let body = futures_util::stream::unfold((rx, guard), |(mut rx, guard)| async move {
-        let bytes = rx.recv().await?;
-        Some((Ok::<_, actix_web::Error>(bytes), (rx, guard)))
-    });
+    let closing = state.spaces.closing.subscribe();
+    // Frames until the actor ends (a clean end: revoked, deleted), or an error at shutdown, which makes
+    // the server cut the connection: the SDK reconnects after an error, never after a clean end.
+    let body =
+        futures_util::stream::unfold((rx, guard, closing, false), |(mut rx, guard, mut closing, cut)| async move {
+            if cut {
+                return None;
+            }
+            tokio::select! {
+                biased;
+                _ = async { drop(closing.wait_for(|closing| *closing).await) } => {
+                    let err = actix_web::error::ErrorServiceUnavailable("Server is shutting down");
+                    Some((Err::<Bytes, actix_web::Error>(err), (rx, guard, closing, true)))
+                }
+                bytes = rx.recv() => Some((Ok(bytes?), (rx, guard, closing, false))),
+            }
+        });
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, "no-cache"))

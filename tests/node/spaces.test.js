@@ -692,6 +692,28 @@ test("SDK clients: register (again refreshes), list by entity, delete", async ()
   assert.equal((await call("GET", "/api/clients")).status, 400);
 });
 
+test("an oversized body is a 413 in the error shape the SDK reads, and a long message within the limit travels whole", async () => {
+  const alice = await human("big-alice");
+  const spaceId = await space([alice], "big");
+  const stream = admin.spaces.subscribe(spaceId);
+  const seen = collect(stream);
+  try {
+    await untilSubscribed(seen, spaceId, alice);
+    const long = "x".repeat(600 * 1024);
+    await admin.messages.send(spaceId, { content: long, entityId: alice });
+    const [got] = await take(seen, 1, (e) => isMsg(e) && e.data.message.content.length === long.length, "the long message");
+    assert.equal(got.data.message.content, long);
+    await assert.rejects(admin.messages.send(spaceId, { content: "x".repeat(1100 * 1024), entityId: alice }), {
+      name: "HsafaApiError",
+      status: 413,
+      message: "Request body is larger than 1048576 bytes",
+    });
+    assert.equal((await admin.messages.list(spaceId, { limit: 200 })).messages.filter((m) => m.content.length > 1000).length, 1);
+  } finally {
+    stream.close();
+  }
+});
+
 test("100 concurrent posters to one space: seqs unique and gap-free, every subscriber sees them in seq order", async () => {
   const people = [];
   for (const n of ["cc-a", "cc-b", "cc-c", "cc-d"]) people.push(await human(n));
@@ -815,4 +837,29 @@ test("space stream start points: since=$ is live, since=<ms>, a Redis-style id, 
   const bad = await rawStream(`${path}?since=yesterday`, SECRET);
   assert.equal(bad.status, 400);
   assert.match(bad.body.error, /since/);
+});
+
+test("a shutdown cuts open streams at once, so the SDK reconnects instead of holding the shutdown", async () => {
+  const own = await startServer({ env: { HSAFA_SECRET_KEY: SK, HSAFA_PUBLIC_KEY: PK, JWT_SECRET } });
+  const client = new HsafaClient({ gatewayUrl: own.url, secretKey: SK });
+  const { smartSpace } = await client.spaces.create({ name: "shutdown" });
+  const stream = client.spaces.subscribe(smartSpace.id);
+  const errors = [];
+  stream.on("error", (e) => errors.push(e.data.error));
+  try {
+    const seen = collect(stream);
+    const { entity } = await client.entities.create({ type: "system" });
+    await client.spaces.addMember(smartSpace.id, { entityId: entity.id });
+    await waitFor(() => seen.length > 0, "the stream to deliver");
+    const t0 = Date.now();
+    await own.stop();
+    const took = Date.now() - t0;
+    // The harness sends SIGTERM and falls back to SIGKILL after 3 s; the shutdown timeout is 30 s.
+    assert.ok(took < 2000, `stopped after ${took} ms`);
+    // An error (not a clean end), which is what makes the SDK's SSEStream schedule a reconnect.
+    await waitFor(() => errors.length > 0, "the SDK stream to report the cut", 3000);
+  } finally {
+    stream.close();
+    await own.stop();
+  }
 });
