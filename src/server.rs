@@ -47,6 +47,7 @@ pub struct RunningServer {
 #[derive(Clone)]
 pub struct Shutdown {
     hubs: Vec<HubEndpoint>,
+    spaces: crate::spaces::Spaces,
     handle: ServerHandle,
 }
 
@@ -73,6 +74,8 @@ impl Shutdown {
                 .await
                 .unwrap_or(0);
         }
+        // Spaces SSE streams are cut (not ended cleanly): the SDK reconnects only after an error.
+        self.spaces.close_streams();
         tracing::info!(connections = closed, "clients told to reconnect; finishing running requests");
         self.handle.stop(true).await;
     }
@@ -311,6 +314,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     }
     let state_for_metrics = state.clone();
     let shutdown_hubs = state.hubs.clone();
+    let shutdown_spaces = state.spaces.clone();
     let shutdown_timeout = state.config.shutdown.timeout;
     let server = HttpServer::new(move || {
         let app_state = state.clone();
@@ -359,6 +363,6 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let server = server.run();
     tracing::info!(%addr, workers, "switchyard listening");
     let handle = server.handle();
-    let shutdown = Shutdown { hubs: shutdown_hubs, handle: handle.clone() };
+    let shutdown = Shutdown { hubs: shutdown_hubs, spaces: shutdown_spaces, handle: handle.clone() };
     Ok(RunningServer { addr, handle, server, metrics, shutdown })
 }

@@ -269,8 +269,9 @@ impl Sse {
     }
 }
 
+/// A seq: a string in messages, a number in stream events (as the SDK types them).
 fn seq(v: &Value) -> i64 {
-    v.as_str().expect("seq is a string").parse().unwrap()
+    v.as_i64().unwrap_or_else(|| v.as_str().expect("seq is a string or a number").parse().unwrap())
 }
 
 #[actix_rt::test]
@@ -295,7 +296,7 @@ async fn secret_key_flow_entities_agents_spaces_messages_and_runs() {
     assert_eq!(again["created"], false);
     let agent_id = a["agentId"].as_str().unwrap();
     let got = api.ok(&s, Method::GET, &format!("/api/agents/{agent_id}"), None, StatusCode::OK).await;
-    assert_eq!(got["agent"]["config"], json!({"a": [1, 2], "b": 1}));
+    assert_eq!(got["agent"]["configJson"], json!({"a": [1, 2], "b": 1}));
     assert_eq!(
         api.ok(&s, Method::GET, "/api/agents", None, StatusCode::OK).await["agents"].as_array().unwrap().len(),
         1
@@ -647,6 +648,11 @@ async fn every_403_of_the_permission_matrix() {
         (Method::GET, format!("/api/runs/{their_run}/stream"), None),
         (Method::POST, format!("/api/runs/{their_run}/tool-results"), Some(json!({"callId": "c", "result": 1}))),
         (Method::GET, "/api/smart-spaces/no-such-space".into(), None),
+        // A run that does not exist answers as one of a foreign space: a member learns nothing.
+        (Method::GET, "/api/runs/no-such-run".into(), None),
+        (Method::GET, "/api/runs/no-such-run/events".into(), None),
+        (Method::GET, "/api/runs/no-such-run/stream".into(), None),
+        (Method::POST, "/api/runs/no-such-run/tool-results".into(), Some(json!({"callId": "c", "result": 1}))),
     ];
     for (method, path, body) in outside {
         let got = api.call(&u, method.clone(), &path, body).await;
@@ -662,6 +668,18 @@ async fn every_403_of_the_permission_matrix() {
         )
         .await;
     assert_eq!(got, (StatusCode::BAD_REQUEST, json!({"error": "Run does not belong to this SmartSpace"})));
+    let got = api
+        .call(
+            &u,
+            Method::POST,
+            &format!("/api/smart-spaces/{mine}/tool-results"),
+            Some(json!({"runId": "no-such-run", "toolCallId": "c", "result": 1})),
+        )
+        .await;
+    assert_eq!(got, (StatusCode::BAD_REQUEST, json!({"error": "Run does not belong to this SmartSpace"})));
+    // Only the secret key is told that a run does not exist.
+    let got = api.call(&As::Secret, Method::GET, "/api/runs/no-such-run", None).await;
+    assert_eq!(got, (StatusCode::NOT_FOUND, json!({"error": "Run not found"})));
     // A valid JWT for a user without an entity.
     let got = api.call(&As::User("nobody".into()), Method::GET, "/api/smart-spaces", None).await;
     assert_eq!(got, (StatusCode::FORBIDDEN, json!({"error": "No entity found for this user"})));
@@ -715,7 +733,7 @@ async fn a_hundred_concurrent_posters_get_unique_gap_free_seqs_seen_in_order_by_
         assert!(event_seqs.windows(2).all(|w| w[0] < w[1]));
         for e in &events {
             assert_eq!(e.event, "hsafa");
-            assert_eq!(e.id, e.data["seq"].as_str().unwrap());
+            assert_eq!(e.id, seq(&e.data["seq"]).to_string());
             assert_eq!(e.data["smartSpaceId"], space.as_str());
             assert!(e.data["ts"].is_string() && e.data["id"].is_string());
             assert_eq!(e.data["entityType"], "human");
@@ -759,7 +777,7 @@ async fn a_dropped_stream_resumes_with_exactly_the_missed_events() {
     assert_eq!(all[0].data["data"]["message"]["content"], "a0");
     let joined =
         api.stream(&As::Secret, &format!("{path}?afterSeq=0"), None).await.take("smartSpace.member.joined", 1).await;
-    assert_eq!(joined[0].data["seq"], "1");
+    assert_eq!(joined[0].data["seq"], 1);
 }
 
 #[actix_rt::test]

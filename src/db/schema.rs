@@ -98,6 +98,7 @@ diesel::table! {
         event_seq -> BigInt,
         created_at -> BigInt,
         updated_at -> BigInt,
+        show_agent_reasoning -> Bool,
     }
 }
 
@@ -107,6 +108,7 @@ diesel::table! {
         entity_id -> Text,
         role -> Nullable<Text>,
         joined_at -> BigInt,
+        id -> Nullable<Text>,
     }
 }
 
@@ -136,6 +138,8 @@ diesel::table! {
         created_at -> BigInt,
         updated_at -> BigInt,
         completed_at -> Nullable<BigInt>,
+        triggered_by_id -> Nullable<Text>,
+        parent_run_id -> Nullable<Text>,
     }
 }
 
@@ -160,6 +164,19 @@ diesel::table! {
         call_id -> Text,
         result -> Text,
         source -> Nullable<Text>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    spaces_clients (id) {
+        id -> Text,
+        entity_id -> Text,
+        client_key -> Text,
+        client_type -> Nullable<Text>,
+        display_name -> Nullable<Text>,
+        capabilities -> Nullable<Text>,
+        last_seen_at -> BigInt,
         created_at -> BigInt,
     }
 }

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::schema::{
     smart_spaces, space_events, space_memberships, space_messages, space_runs, space_tool_results, spaces_agents,
-    spaces_entities,
+    spaces_clients, spaces_entities,
 };
 use super::{now_ms, Database, DbError};
 use crate::with_conn;
@@ -62,6 +62,8 @@ pub struct SpaceRow {
     pub event_seq: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The SDK's `showAgentReasoning`: stored for the clients that render the space.
+    pub show_agent_reasoning: bool,
 }
 
 /// A partial space update.
@@ -72,6 +74,7 @@ pub struct SpaceChanges {
     pub description: Option<Option<String>>,
     pub metadata: Option<Option<String>>,
     pub updated_at: Option<i64>,
+    pub show_agent_reasoning: Option<bool>,
 }
 
 /// An entity's membership in a space.
@@ -82,6 +85,8 @@ pub struct MembershipRow {
     pub entity_id: String,
     pub role: Option<String>,
     pub joined_at: i64,
+    /// The membership's own id (the SDK's Membership.id); the key is still (space, entity).
+    pub id: Option<String>,
 }
 
 /// A message; `seq` is its place in the space.
@@ -113,6 +118,24 @@ pub struct RunRow {
     pub created_at: i64,
     pub updated_at: i64,
     pub completed_at: Option<i64>,
+    /// The entity that caused the run (a message's sender, or named at POST /api/runs).
+    pub triggered_by_id: Option<String>,
+    /// The run this one was started from, if the runtime said so.
+    pub parent_run_id: Option<String>,
+}
+
+/// A registered client of an entity (the SDK's Client): one per (entity, client key).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = spaces_clients)]
+pub struct ClientRow {
+    pub id: String,
+    pub entity_id: String,
+    pub client_key: String,
+    pub client_type: Option<String>,
+    pub display_name: Option<String>,
+    pub capabilities: Option<String>,
+    pub last_seen_at: i64,
+    pub created_at: i64,
 }
 
 /// A stored stream event, replayed by seq. Serializable: the backplane carries it between nodes.
@@ -314,10 +337,16 @@ pub async fn insert_agent(db: &Database, row: AgentRow) -> Result<(AgentRow, boo
     })
 }
 
-/// Every agent, oldest first.
-pub async fn list_agents(db: &Database) -> Result<Vec<AgentRow>, DbError> {
+/// A page of agents, oldest first.
+pub async fn list_agents(db: &Database, limit: i64, offset: i64) -> Result<Vec<AgentRow>, DbError> {
     with_conn!(db, |conn| {
-        Ok(spaces_agents::table.order(spaces_agents::created_at.asc()).select(AgentRow::as_select()).load(conn).await?)
+        Ok(spaces_agents::table
+            .order((spaces_agents::created_at.asc(), spaces_agents::id.asc()))
+            .limit(limit)
+            .offset(offset)
+            .select(AgentRow::as_select())
+            .load(conn)
+            .await?)
     })
 }
 
@@ -340,6 +369,20 @@ pub async fn insert_entity(db: &Database, row: EntityRow) -> Result<EntityRow, D
     with_conn!(db, |conn| {
         diesel::insert_into(spaces_entities::table).values(&row).execute(conn).await?;
         Ok(row)
+    })
+}
+
+/// The entities with these ids (missing ones are left out), to name the senders of a page of messages.
+pub async fn entities_by_ids(db: &Database, ids: &[String]) -> Result<Vec<EntityRow>, DbError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    with_conn!(db, |conn| {
+        Ok(spaces_entities::table
+            .filter(spaces_entities::id.eq_any(ids))
+            .select(EntityRow::as_select())
+            .load(conn)
+            .await?)
     })
 }
 
@@ -583,7 +626,7 @@ pub struct RunFilter {
 }
 
 /// Runs matching `f`, newest first.
-pub async fn list_runs(db: &Database, f: &RunFilter, limit: i64) -> Result<Vec<RunRow>, DbError> {
+pub async fn list_runs(db: &Database, f: &RunFilter, limit: i64, offset: i64) -> Result<Vec<RunRow>, DbError> {
     with_conn!(db, |conn| {
         let mut q = space_runs::table.select(RunRow::as_select()).into_boxed();
         if let Some(v) = &f.space_id {
@@ -598,7 +641,11 @@ pub async fn list_runs(db: &Database, f: &RunFilter, limit: i64) -> Result<Vec<R
         if let Some(v) = &f.status {
             q = q.filter(space_runs::status.eq(v.clone()));
         }
-        Ok(q.order((space_runs::created_at.desc(), space_runs::id.asc())).limit(limit).load(conn).await?)
+        Ok(q.order((space_runs::created_at.desc(), space_runs::id.asc()))
+            .limit(limit)
+            .offset(offset)
+            .load(conn)
+            .await?)
     })
 }
 
@@ -653,4 +700,43 @@ pub async fn run_events(db: &Database, run: &str) -> Result<Vec<EventRow>, DbErr
             .load(conn)
             .await?)
     })
+}
+
+/// Registers a client, or refreshes the one with the same (entity, client key): its type, name and
+/// capabilities when given, and its last-seen time. Returns the stored row and whether it is new.
+pub async fn register_client(db: &Database, row: ClientRow) -> Result<(ClientRow, bool), DbError> {
+    with_conn!(db, |conn| {
+        let n = diesel::insert_into(spaces_clients::table).values(&row).on_conflict_do_nothing().execute(conn).await?;
+        let mine = spaces_clients::entity_id.eq(&row.entity_id).and(spaces_clients::client_key.eq(&row.client_key));
+        if n == 0 {
+            diesel::update(spaces_clients::table.filter(mine))
+                .set((
+                    spaces_clients::last_seen_at.eq(row.last_seen_at),
+                    row.client_type.as_ref().map(|v| spaces_clients::client_type.eq(v)),
+                    row.display_name.as_ref().map(|v| spaces_clients::display_name.eq(v)),
+                    row.capabilities.as_ref().map(|v| spaces_clients::capabilities.eq(v)),
+                ))
+                .execute(conn)
+                .await?;
+        }
+        let stored = spaces_clients::table.filter(mine).select(ClientRow::as_select()).first(conn).await?;
+        Ok((stored, n > 0))
+    })
+}
+
+/// An entity's clients, oldest first.
+pub async fn list_clients(db: &Database, entity: &str) -> Result<Vec<ClientRow>, DbError> {
+    with_conn!(db, |conn| {
+        Ok(spaces_clients::table
+            .filter(spaces_clients::entity_id.eq(entity))
+            .order((spaces_clients::created_at.asc(), spaces_clients::id.asc()))
+            .select(ClientRow::as_select())
+            .load(conn)
+            .await?)
+    })
+}
+
+/// Deletes a client; `false` when there was none.
+pub async fn delete_client(db: &Database, id: &str) -> Result<bool, DbError> {
+    with_conn!(db, |conn| Ok(diesel::delete(spaces_clients::table.find(id)).execute(conn).await? > 0))
 }

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::authenticate_secret;
-use super::error::{parse_body, SpacesError, SpacesResult};
+use super::error::{parse_body, parse_query, Body, SpacesError, SpacesResult};
 use crate::auth::secrets::sha256_hex;
 use crate::db::spaces::{self as repo, AgentRow};
 use crate::db::{ms_to_rfc3339, now_ms};
@@ -20,12 +20,20 @@ struct CreateAgent {
     config: Value,
 }
 
+/// The SDK's paging of GET /api/agents.
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
 /// The API form of an agent.
 pub fn agent_json(a: &AgentRow) -> Value {
     json!({
         "id": a.id,
         "name": a.name,
-        "config": serde_json::from_str::<Value>(&a.config).unwrap_or(Value::Null),
+        // The SDK's Agent type names the stored configuration `configJson`.
+        "configJson": serde_json::from_str::<Value>(&a.config).unwrap_or(Value::Null),
         "configHash": a.config_hash,
         "createdAt": ms_to_rfc3339(a.created_at),
         "updatedAt": ms_to_rfc3339(a.updated_at),
@@ -48,7 +56,7 @@ fn canonical(value: &Value) -> String {
     }
 }
 
-pub(super) async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> SpacesResult {
+pub(super) async fn create(req: HttpRequest, body: Body, state: web::Data<AppState>) -> SpacesResult {
     authenticate_secret(&req, &state.spaces, &state.db).await?;
     let input: CreateAgent = parse_body(&body)?;
     if !input.config.is_object() {
@@ -71,7 +79,10 @@ pub(super) async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<
 
 pub(super) async fn list(req: HttpRequest, state: web::Data<AppState>) -> SpacesResult {
     authenticate_secret(&req, &state.spaces, &state.db).await?;
-    let agents: Vec<Value> = repo::list_agents(&state.db).await?.iter().map(agent_json).collect();
+    let q: ListQuery = parse_query(req.query_string())?;
+    let limit = q.limit.unwrap_or(state.spaces.config.max_list_limit).clamp(1, state.spaces.config.max_list_limit);
+    let offset = q.offset.unwrap_or(0).max(0);
+    let agents: Vec<Value> = repo::list_agents(&state.db, limit, offset).await?.iter().map(agent_json).collect();
     Ok(HttpResponse::Ok().json(json!({ "agents": agents })))
 }
 

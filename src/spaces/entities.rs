@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::authenticate_secret;
-use super::error::{parse_body, parse_query, SpacesError, SpacesResult};
+use super::error::{parse_body, parse_query, Body, SpacesError, SpacesResult};
 use super::{json_column, to_column};
 use crate::backplane::Broadcast;
 use crate::db::spaces::{self as repo, EntityChanges, EntityRow};
@@ -76,7 +76,7 @@ fn is_unique_violation(e: &crate::db::DbError) -> bool {
 }
 
 /// POST /api/entities: creates a human or system entity, or updates the one with that externalId.
-pub(super) async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> SpacesResult {
+pub(super) async fn create(req: HttpRequest, body: Body, state: web::Data<AppState>) -> SpacesResult {
     authenticate_secret(&req, &state.spaces, &state.db).await?;
     let input: CreateEntity = parse_body(&body)?;
     if input.entity_type == "agent" {
@@ -122,7 +122,7 @@ pub(super) async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<
 }
 
 /// POST /api/entities/agent: an entity that an agent runtime acts as.
-pub(super) async fn create_agent(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> SpacesResult {
+pub(super) async fn create_agent(req: HttpRequest, body: Body, state: web::Data<AppState>) -> SpacesResult {
     authenticate_secret(&req, &state.spaces, &state.db).await?;
     let input: CreateAgentEntity = parse_body(&body)?;
     let agent =
@@ -171,7 +171,7 @@ pub(super) async fn get(req: HttpRequest, id: web::Path<String>, state: web::Dat
 pub(super) async fn update(
     req: HttpRequest,
     id: web::Path<String>,
-    body: web::Bytes,
+    body: Body,
     state: web::Data<AppState>,
 ) -> SpacesResult {
     authenticate_secret(&req, &state.spaces, &state.db).await?;

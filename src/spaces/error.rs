@@ -1,8 +1,11 @@
 //! The spaces surface's one error type and its one HTTP shape, `{"error":"…"}`: the shape the @hsafa/node
 //! SDK reads. Internal failures are logged with their detail and answered with a text that leaks nothing.
 
-use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError};
+use actix_web::dev::Payload;
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
+use futures_util::future::LocalBoxFuture;
+use futures_util::StreamExt;
 use serde_json::json;
 
 use crate::db::DbError;
@@ -25,6 +28,9 @@ pub enum SpacesError {
     /// 409.
     #[error("{0}")]
     Conflict(String),
+    /// 413: a request body over [`MAX_BODY`].
+    #[error("{0}")]
+    TooLarge(String),
     /// 503: the database is down.
     #[error("{0}")]
     Unavailable(String),
@@ -84,6 +90,7 @@ impl ResponseError for SpacesError {
             SpacesError::BadRequest(_) => StatusCode::BAD_REQUEST,
             SpacesError::NotFound(_) => StatusCode::NOT_FOUND,
             SpacesError::Conflict(_) => StatusCode::CONFLICT,
+            SpacesError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             SpacesError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             SpacesError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -94,6 +101,51 @@ impl ResponseError for SpacesError {
             tracing::error!(error = %detail, "internal error");
         }
         HttpResponse::build(self.status_code()).json(json!({ "error": self.to_string() }))
+    }
+}
+
+/// The largest request body a spaces route reads (messages and tool results may be long).
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// A spaces route's request body, read up to [`MAX_BODY`]. Used instead of `web::Bytes` so that an
+/// oversized or broken body is answered in the `{"error":"…"}` shape too: the SDK reads every error
+/// body as JSON (and fails with a TypeError of its own on actix's plain-text 413).
+pub struct Body(web::Bytes);
+
+impl std::ops::Deref for Body {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl FromRequest for Body {
+    type Error = SpacesError;
+    type Future = LocalBoxFuture<'static, Result<Body, SpacesError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let too_large = || SpacesError::TooLarge(format!("Request body is larger than {MAX_BODY} bytes"));
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > MAX_BODY) {
+            return Box::pin(std::future::ready(Err(too_large())));
+        }
+        let mut payload = payload.take();
+        Box::pin(async move {
+            let mut buf = web::BytesMut::new();
+            while let Some(chunk) = payload.next().await {
+                let chunk =
+                    chunk.map_err(|e| SpacesError::bad_request(format!("Could not read the request body: {e}")))?;
+                if buf.len() + chunk.len() > MAX_BODY {
+                    return Err(too_large());
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(Body(buf.freeze()))
+        })
     }
 }
 

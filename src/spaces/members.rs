@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::auth::{authenticate, authenticate_secret};
 use super::entities::entity_json;
-use super::error::{parse_body, SpacesError, SpacesResult};
+use super::error::{parse_body, Body, SpacesError, SpacesResult};
 use crate::backplane::Broadcast;
 use crate::db::spaces::{self as repo, EventDraft, MembershipRow, SpaceWrite};
 use crate::db::{ms_to_rfc3339, now_ms};
@@ -29,6 +29,7 @@ struct UpdateMember {
 /// The API form of a membership.
 pub fn membership_json(m: &MembershipRow) -> Value {
     json!({
+        "id": m.id,
         "smartSpaceId": m.space_id,
         "entityId": m.entity_id,
         "role": m.role,
@@ -52,7 +53,7 @@ fn member_event(event_type: &str, m: &MembershipRow, entity_type: &str) -> Event
 pub(super) async fn add(
     req: HttpRequest,
     id: web::Path<String>,
-    body: web::Bytes,
+    body: Body,
     state: web::Data<AppState>,
 ) -> SpacesResult {
     authenticate_secret(&req, &state.spaces, &state.db).await?;
@@ -61,8 +62,13 @@ pub(super) async fn add(
     let entity = repo::get_entity(&state.db, &input.entity_id)
         .await?
         .ok_or_else(|| SpacesError::not_found("Entity not found"))?;
-    let row =
-        MembershipRow { space_id: id.to_string(), entity_id: entity.id.clone(), role: input.role, joined_at: now_ms() };
+    let row = MembershipRow {
+        space_id: id.to_string(),
+        entity_id: entity.id.clone(),
+        role: input.role,
+        joined_at: now_ms(),
+        id: Some(super::new_id()),
+    };
     if !repo::add_member(&state.db, &row).await? {
         let existing = repo::membership(&state.db, &id, &entity.id).await?.unwrap_or(row);
         return Ok(HttpResponse::Ok().json(json!({ "membership": membership_json(&existing) })));
@@ -83,7 +89,7 @@ pub(super) async fn add(
 pub(super) async fn update(
     req: HttpRequest,
     path: web::Path<(String, String)>,
-    body: web::Bytes,
+    body: Body,
     state: web::Data<AppState>,
 ) -> SpacesResult {
     authenticate_secret(&req, &state.spaces, &state.db).await?;

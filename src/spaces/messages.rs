@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::{authenticate, Caller, NOT_MEMBER};
-use super::error::{parse_body, parse_query, SpacesError, SpacesResult};
+use super::error::{parse_body, parse_query, Body, SpacesError, SpacesResult};
 use super::runs::run_created_event;
 use super::{json_column, to_column};
 use crate::db::spaces::{self as repo, EntityRow, EventDraft, MessageRow, NewMessage, RunRow, SpaceWrite};
@@ -35,7 +35,7 @@ struct ListQuery {
 }
 
 /// The API form of a message; `seq` is a string.
-pub fn message_json(m: &MessageRow) -> Value {
+pub fn message_json(m: &MessageRow, sender: Option<&EntityRow>) -> Value {
     json!({
         "id": m.id,
         "smartSpaceId": m.space_id,
@@ -45,6 +45,9 @@ pub fn message_json(m: &MessageRow) -> Value {
         "metadata": json_column(&m.metadata),
         "seq": m.seq.to_string(),
         "createdAt": ms_to_rfc3339(m.created_at),
+        // The SDK's SmartSpaceMessage names its sender's kind and display name.
+        "entityType": sender.map(|e| e.entity_type.as_str()),
+        "entityName": sender.and_then(|e| e.display_name.as_deref()),
     })
 }
 
@@ -60,7 +63,7 @@ pub fn role_for(entity_type: &str) -> &'static str {
 pub(super) async fn post(
     req: HttpRequest,
     id: web::Path<String>,
-    body: web::Bytes,
+    body: Body,
     state: web::Data<AppState>,
 ) -> SpacesResult {
     let caller = authenticate(&req, &state.spaces, &state.db).await?;
@@ -116,6 +119,8 @@ pub(super) async fn post(
                 created_at: now,
                 updated_at: now,
                 completed_at: None,
+                triggered_by_id: Some(sender.id.clone()),
+                parent_run_id: None,
             })
             .collect()
     };
@@ -125,7 +130,10 @@ pub(super) async fn post(
         entity_id: Some(sender.id.clone()),
         entity_type: Some(sender.entity_type.clone()),
         agent_entity_id: None,
-        data: Box::new(|m| json!({ "message": m.map(message_json) })),
+        data: {
+            let sender = sender.clone();
+            Box::new(move |m| json!({ "message": m.map(|m| message_json(m, Some(&sender))) }))
+        },
     }];
     events.extend(runs.iter().map(run_created_event));
     let write = SpaceWrite {
@@ -144,7 +152,7 @@ pub(super) async fn post(
     super::publish(&state, events);
     let message = message.ok_or_else(|| SpacesError::Internal("message write returned no message".into()))?;
     let runs: Vec<Value> = runs.iter().map(|r| json!({ "runId": r.id, "agentEntityId": r.agent_entity_id })).collect();
-    Ok(HttpResponse::Created().json(json!({ "message": message_json(&message), "runs": runs })))
+    Ok(HttpResponse::Created().json(json!({ "message": message_json(&message, Some(&sender)), "runs": runs })))
 }
 
 pub(super) async fn list(req: HttpRequest, id: web::Path<String>, state: web::Data<AppState>) -> SpacesResult {
@@ -154,5 +162,12 @@ pub(super) async fn list(req: HttpRequest, id: web::Path<String>, state: web::Da
     repo::get_space(&state.db, &id).await?.ok_or_else(|| SpacesError::not_found("SmartSpace not found"))?;
     let limit = q.limit.unwrap_or(50).clamp(1, state.spaces.config.max_list_limit);
     let rows = repo::list_messages(&state.db, &id, q.after_seq, q.before_seq, limit).await?;
-    Ok(HttpResponse::Ok().json(json!({ "messages": rows.iter().map(message_json).collect::<Vec<_>>() })))
+    let mut ids: Vec<String> = rows.iter().filter_map(|m| m.entity_id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    let senders: std::collections::HashMap<String, EntityRow> =
+        repo::entities_by_ids(&state.db, &ids).await?.into_iter().map(|e| (e.id.clone(), e)).collect();
+    let messages: Vec<Value> =
+        rows.iter().map(|m| message_json(m, m.entity_id.as_ref().and_then(|id| senders.get(id)))).collect();
+    Ok(HttpResponse::Ok().json(json!({ "messages": messages })))
 }

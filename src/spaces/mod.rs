@@ -8,6 +8,7 @@
 
 pub mod agents;
 pub mod auth;
+pub mod clients;
 pub mod entities;
 pub mod error;
 pub mod fanout;
@@ -34,6 +35,9 @@ pub struct Spaces {
     /// `None` when no JWT key is configured: every public-key caller is refused.
     pub verifier: Option<JwtVerifier>,
     pub fanout: actix::Addr<fanout::SpaceFanout>,
+    /// Turns true when the server shuts down: every open SSE stream is then cut, so that clients reconnect
+    /// (to another node) instead of holding the shutdown until its timeout.
+    pub closing: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Spaces {
@@ -45,7 +49,13 @@ impl Spaces {
             config: Arc::new(config.spaces.clone()),
             verifier,
             fanout: actix::Actor::start(fanout::SpaceFanout::default()),
+            closing: Arc::new(tokio::sync::watch::channel(false).0),
         }
+    }
+
+    /// Cuts every open SSE stream (graceful shutdown).
+    pub fn close_streams(&self) {
+        self.closing.send_replace(true);
     }
 }
 
@@ -67,7 +77,8 @@ pub fn event_json(e: &EventRow) -> Value {
         "ts": ms_to_rfc3339(e.created_at),
         "data": serde_json::from_str::<Value>(&e.data).unwrap_or(Value::Null),
         "smartSpaceId": e.space_id,
-        "seq": e.seq.to_string(),
+        // A number: the SDK's StreamEvent and RunEvent type `seq` as one (a message's own seq is a string).
+        "seq": e.seq,
     });
     if let Some(map) = out.as_object_mut() {
         for (name, value) in [

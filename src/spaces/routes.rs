@@ -2,7 +2,7 @@
 
 use actix_web::web;
 
-use super::{agents, entities, members, messages, runs, smart_spaces, stream};
+use super::{agents, clients, entities, members, messages, runs, smart_spaces, stream};
 
 /// Registers the spaces routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -58,5 +58,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(runs::report)),
         )
         .service(web::resource("/api/runs/{id}/tool-results").route(web::post().to(runs::run_tool_result)))
-        .service(web::resource("/api/runs/{id}/stream").route(web::get().to(stream::run_stream)));
+        .service(web::resource("/api/runs/{id}/stream").route(web::get().to(stream::run_stream)))
+        .service(web::resource("/api/clients").route(web::get().to(clients::list)))
+        .service(web::resource("/api/clients/register").route(web::post().to(clients::register)))
+        .service(web::resource("/api/clients/{id}").route(web::delete().to(clients::delete)));
 }

@@ -7,8 +7,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::{authenticate, authenticate_secret, NOT_MEMBER};
-use super::error::{parse_body, parse_query, SpacesError, SpacesResult};
+use super::auth::{authenticate, authenticate_secret, Caller, NOT_MEMBER};
+use super::error::{parse_body, parse_query, Body, SpacesError, SpacesResult};
 use super::{event_json, json_column, to_column};
 use crate::db::spaces::{self as repo, EventDraft, RunFilter, RunRow, SpaceWrite, ToolResultRow, RUN_TERMINAL};
 use crate::db::{ms_to_rfc3339, now_ms};
@@ -24,6 +24,11 @@ struct CreateRun {
     agent_entity_id: String,
     trigger_message_id: Option<String>,
     metadata: Option<Value>,
+    /// The SDK's CreateRunParams: who caused the run, and the run it was started from.
+    triggered_by_id: Option<String>,
+    parent_run_id: Option<String>,
+    /// The SDK's `start: true`: the run begins as running (run.created then run.started).
+    start: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -34,6 +39,7 @@ struct ListQuery {
     agent_id: Option<String>,
     status: Option<String>,
     limit: Option<i64>,
+    offset: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -70,8 +76,11 @@ pub fn run_json(r: &RunRow) -> Value {
         "agentId": r.agent_id,
         "status": r.status,
         "triggerMessageId": r.trigger_message_id,
+        "triggeredById": r.triggered_by_id,
+        "parentRunId": r.parent_run_id,
         "metadata": json_column(&r.metadata),
-        "error": r.error,
+        // The SDK's Run type reads the failure text as `errorMessage`.
+        "errorMessage": r.error,
         "createdAt": ms_to_rfc3339(r.created_at),
         "updatedAt": ms_to_rfc3339(r.updated_at),
         "completedAt": r.completed_at.map(ms_to_rfc3339),
@@ -86,6 +95,7 @@ pub fn run_created_event(r: &RunRow) -> EventDraft {
         "agentId": r.agent_id,
         "status": r.status,
         "triggerMessageId": r.trigger_message_id,
+        "triggeredById": r.triggered_by_id,
     });
     EventDraft {
         event_type: "run.created".into(),
@@ -125,6 +135,28 @@ async fn load_run(state: &AppState, id: &str) -> Result<RunRow, SpacesError> {
     repo::get_run(&state.db, id).await?.ok_or_else(|| SpacesError::not_found("Run not found"))
 }
 
+/// The run `id` if `caller` may see it (a member of its space). A public-key caller gets the same 403 for a
+/// run that does not exist as for one in a space it is not in, so it cannot learn which runs exist.
+pub(super) async fn visible_run(state: &AppState, caller: &Caller, id: &str) -> Result<RunRow, SpacesError> {
+    match repo::get_run(&state.db, id).await? {
+        Some(run) => {
+            caller.require_member(&state.db, &run.space_id).await?;
+            Ok(run)
+        }
+        None if matches!(caller, Caller::Public { .. }) => Err(SpacesError::forbidden(NOT_MEMBER)),
+        None => Err(SpacesError::not_found("Run not found")),
+    }
+}
+
+/// The wire form of a stored run event in GET /api/runs/:id/events: the stream form plus the SDK's RunEvent
+/// fields `payload` and `createdAt`.
+fn run_event_json(e: &crate::db::spaces::EventRow) -> Value {
+    let mut v = event_json(e);
+    v["payload"] = v["data"].clone();
+    v["createdAt"] = v["ts"].clone();
+    v
+}
+
 pub(super) async fn list(req: HttpRequest, state: web::Data<AppState>) -> SpacesResult {
     authenticate_secret(&req, &state.spaces, &state.db).await?;
     let q: ListQuery = parse_query(req.query_string())?;
@@ -140,11 +172,11 @@ pub(super) async fn list(req: HttpRequest, state: web::Data<AppState>) -> Spaces
         agent_id: q.agent_id,
         status: q.status,
     };
-    let runs = repo::list_runs(&state.db, &filter, limit).await?;
+    let runs = repo::list_runs(&state.db, &filter, limit, q.offset.unwrap_or(0).max(0)).await?;
     Ok(HttpResponse::Ok().json(json!({ "runs": runs.iter().map(run_json).collect::<Vec<_>>() })))
 }
 
-pub(super) async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> SpacesResult {
+pub(super) async fn create(req: HttpRequest, body: Body, state: web::Data<AppState>) -> SpacesResult {
     authenticate_secret(&req, &state.spaces, &state.db).await?;
     let input: CreateRun = parse_body(&body)?;
     let agent = repo::get_entity(&state.db, &input.agent_entity_id)
@@ -158,20 +190,27 @@ pub(super) async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<
         return Err(SpacesError::forbidden(NOT_MEMBER));
     }
     let now = now_ms();
+    let start = input.start == Some(true);
     let run = RunRow {
         id: super::new_id(),
         space_id: input.smart_space_id.clone(),
         agent_entity_id: agent.id.clone(),
         agent_id: agent.agent_id.clone(),
-        status: "queued".into(),
+        status: if start { "running" } else { "queued" }.into(),
         trigger_message_id: input.trigger_message_id,
         metadata: to_column(&input.metadata),
         error: None,
         created_at: now,
         updated_at: now,
         completed_at: None,
+        triggered_by_id: input.triggered_by_id,
+        parent_run_id: input.parent_run_id,
     };
-    let write = SpaceWrite { runs: vec![run.clone()], events: vec![run_created_event(&run)], ..SpaceWrite::default() };
+    let mut events = vec![run_created_event(&run)];
+    if start {
+        events.push(run_event(&run, "run.started", json!({ "runId": run.id, "status": "running" })));
+    }
+    let write = SpaceWrite { runs: vec![run.clone()], events, ..SpaceWrite::default() };
     let (_, events) = repo::write(&state.db, &input.smart_space_id, write).await?;
     super::publish(&state, events);
     Ok(HttpResponse::Created().json(json!({
@@ -183,8 +222,7 @@ pub(super) async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<
 
 pub(super) async fn get(req: HttpRequest, id: web::Path<String>, state: web::Data<AppState>) -> SpacesResult {
     let caller = authenticate(&req, &state.spaces, &state.db).await?;
-    let run = load_run(&state, &id).await?;
-    caller.require_member(&state.db, &run.space_id).await?;
+    let run = visible_run(&state, &caller, &id).await?;
     Ok(HttpResponse::Ok().json(json!({ "run": run_json(&run) })))
 }
 
@@ -219,17 +257,16 @@ pub(super) async fn delete(req: HttpRequest, id: web::Path<String>, state: web::
 
 pub(super) async fn events(req: HttpRequest, id: web::Path<String>, state: web::Data<AppState>) -> SpacesResult {
     let caller = authenticate(&req, &state.spaces, &state.db).await?;
-    let run = load_run(&state, &id).await?;
-    caller.require_member(&state.db, &run.space_id).await?;
+    let run = visible_run(&state, &caller, &id).await?;
     let events = repo::run_events(&state.db, &run.id).await?;
-    Ok(HttpResponse::Ok().json(json!({ "events": events.iter().map(event_json).collect::<Vec<_>>() })))
+    Ok(HttpResponse::Ok().json(json!({ "events": events.iter().map(run_event_json).collect::<Vec<_>>() })))
 }
 
 /// POST /api/runs/:id/events: the agent runtime reports one event of its run.
 pub(super) async fn report(
     req: HttpRequest,
     id: web::Path<String>,
-    body: web::Bytes,
+    body: Body,
     state: web::Data<AppState>,
 ) -> SpacesResult {
     authenticate_secret(&req, &state.spaces, &state.db).await?;
@@ -243,8 +280,13 @@ pub(super) async fn report(
     }
     let data = input.data.unwrap_or(Value::Null);
     let status = status_for(&input.event_type).map(|s| {
+        // The SDK's sendAndWait reads a failure's text from `errorMessage`; `error` is accepted too.
         let error = (s == "failed")
-            .then(|| data.get("error").map(|e| e.as_str().map(str::to_string).unwrap_or_else(|| e.to_string())))
+            .then(|| {
+                data.get("errorMessage")
+                    .or_else(|| data.get("error"))
+                    .map(|e| e.as_str().map(str::to_string).unwrap_or_else(|| e.to_string()))
+            })
             .flatten();
         (run.id.clone(), s.to_string(), error)
     });
@@ -298,16 +340,19 @@ async fn submit_tool_result(
 pub(super) async fn space_tool_result(
     req: HttpRequest,
     id: web::Path<String>,
-    body: web::Bytes,
+    body: Body,
     state: web::Data<AppState>,
 ) -> SpacesResult {
     let caller = authenticate(&req, &state.spaces, &state.db).await?;
     caller.require_member(&state.db, &id).await?;
     let input: SpaceToolResult = parse_body(&body)?;
-    let run = load_run(&state, &input.run_id).await?;
-    if run.space_id != *id {
-        return Err(SpacesError::bad_request("Run does not belong to this SmartSpace"));
-    }
+    // A run of another space and one that does not exist answer alike, so a member learns nothing about
+    // spaces it is not in; only the secret key is told that the run does not exist.
+    let run = match repo::get_run(&state.db, &input.run_id).await? {
+        Some(run) if run.space_id == *id => run,
+        None if matches!(caller, Caller::Secret { .. }) => return Err(SpacesError::not_found("Run not found")),
+        _ => return Err(SpacesError::bad_request("Run does not belong to this SmartSpace")),
+    };
     submit_tool_result(&state, &run, input.tool_call_id, input.result, input.source, None).await
 }
 
@@ -315,12 +360,11 @@ pub(super) async fn space_tool_result(
 pub(super) async fn run_tool_result(
     req: HttpRequest,
     id: web::Path<String>,
-    body: web::Bytes,
+    body: Body,
     state: web::Data<AppState>,
 ) -> SpacesResult {
     let caller = authenticate(&req, &state.spaces, &state.db).await?;
-    let run = load_run(&state, &id).await?;
-    caller.require_member(&state.db, &run.space_id).await?;
+    let run = visible_run(&state, &caller, &id).await?;
     let input: RunToolResult = parse_body(&body)?;
     submit_tool_result(&state, &run, input.call_id, input.result, input.source, input.client_id).await
 }

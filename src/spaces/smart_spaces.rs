@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::{authenticate, authenticate_secret, Caller};
-use super::error::{parse_body, parse_query, SpacesError, SpacesResult};
+use super::error::{parse_body, parse_query, Body, SpacesError, SpacesResult};
 use super::{json_column, to_column};
 use crate::backplane::Broadcast;
 use crate::db::spaces::{self as repo, SpaceChanges, SpaceRow};
@@ -19,6 +19,7 @@ struct SpaceBody {
     name: Option<String>,
     description: Option<String>,
     metadata: Option<Value>,
+    show_agent_reasoning: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -36,15 +37,16 @@ pub fn space_json(s: &SpaceRow) -> Value {
         "name": s.name,
         "description": s.description,
         "metadata": json_column(&s.metadata),
+        "showAgentReasoning": s.show_agent_reasoning,
         "createdAt": ms_to_rfc3339(s.created_at),
         "updatedAt": ms_to_rfc3339(s.updated_at),
     })
 }
 
-pub(super) async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> SpacesResult {
+pub(super) async fn create(req: HttpRequest, body: Body, state: web::Data<AppState>) -> SpacesResult {
     authenticate_secret(&req, &state.spaces, &state.db).await?;
     let input: SpaceBody = if body.iter().all(u8::is_ascii_whitespace) {
-        SpaceBody { name: None, description: None, metadata: None }
+        SpaceBody { name: None, description: None, metadata: None, show_agent_reasoning: None }
     } else {
         parse_body(&body)?
     };
@@ -58,6 +60,7 @@ pub(super) async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<
         event_seq: 0,
         created_at: now,
         updated_at: now,
+        show_agent_reasoning: input.show_agent_reasoning.unwrap_or(false),
     };
     let space = repo::insert_space(&state.db, row).await?;
     Ok(HttpResponse::Created().json(json!({ "smartSpace": space_json(&space) })))
@@ -88,7 +91,7 @@ pub(super) async fn get(req: HttpRequest, id: web::Path<String>, state: web::Dat
 pub(super) async fn update(
     req: HttpRequest,
     id: web::Path<String>,
-    body: web::Bytes,
+    body: Body,
     state: web::Data<AppState>,
 ) -> SpacesResult {
     authenticate_secret(&req, &state.spaces, &state.db).await?;
@@ -98,6 +101,7 @@ pub(super) async fn update(
         description: input.description.map(Some),
         metadata: input.metadata.map(|m| to_column(&Some(m))),
         updated_at: Some(now_ms()),
+        show_agent_reasoning: input.show_agent_reasoning,
     };
     let space = repo::update_space(&state.db, &id, changes)
         .await?

@@ -356,18 +356,30 @@ fn start_point(req: &HttpRequest) -> Result<Start, SpacesError> {
         return Ok(Start::AfterSeq(s));
     }
     if let Some(since) = q.since.filter(|s| !s.is_empty()) {
-        let ms = since
-            .parse::<i64>()
-            .ok()
-            .or_else(|| chrono::DateTime::parse_from_rfc3339(&since).ok().map(|t| t.timestamp_millis()))
-            .ok_or_else(|| SpacesError::bad_request("since must be an RFC 3339 time or Unix milliseconds"))?;
-        return Ok(Start::Since(ms));
+        return since_start(&since);
     }
     if let Some(id) = last_event_id(req) {
         let seq = id.parse::<i64>().map_err(|_| SpacesError::bad_request(BAD_LAST_EVENT_ID))?;
         return Ok(Start::AfterSeq(seq));
     }
     Ok(Start::Live)
+}
+
+/// `?since=`: `$` is "from now on" (the SDK's sendAndWait sends it, as for a Redis stream), otherwise an
+/// RFC 3339 time, Unix milliseconds, or a Redis-stream-style id `<ms>-<n>` (its time part counts).
+fn since_start(since: &str) -> Result<Start, SpacesError> {
+    if since == "$" {
+        return Ok(Start::Live);
+    }
+    let millis = |s: &str| s.parse::<i64>().ok().filter(|ms| *ms >= 0);
+    since
+        .split_once('-')
+        .filter(|(ms, n)| millis(ms).is_some() && n.parse::<u64>().is_ok())
+        .and_then(|(ms, _)| millis(ms))
+        .or_else(|| millis(since))
+        .or_else(|| chrono::DateTime::parse_from_rfc3339(since).ok().map(|t| t.timestamp_millis()))
+        .map(Start::Since)
+        .ok_or_else(|| SpacesError::bad_request("since must be $, an RFC 3339 time or Unix milliseconds"))
 }
 
 const BAD_LAST_EVENT_ID: &str = "Last-Event-ID must be an event id of this stream";
@@ -421,10 +433,23 @@ async fn open(state: &AppState, spec: StreamSpec) -> SpacesResult {
         return Err(SpacesError::Unavailable("The stream could not be opened".into()));
     }
     let guard = StopOnDrop(actor);
-    let body = futures_util::stream::unfold((rx, guard), |(mut rx, guard)| async move {
-        let bytes = rx.recv().await?;
-        Some((Ok::<_, actix_web::Error>(bytes), (rx, guard)))
-    });
+    let closing = state.spaces.closing.subscribe();
+    // Frames until the actor ends (a clean end: revoked, deleted), or an error at shutdown, which makes
+    // the server cut the connection: the SDK reconnects after an error, never after a clean end.
+    let body =
+        futures_util::stream::unfold((rx, guard, closing, false), |(mut rx, guard, mut closing, cut)| async move {
+            if cut {
+                return None;
+            }
+            tokio::select! {
+                biased;
+                _ = async { drop(closing.wait_for(|closing| *closing).await) } => {
+                    let err = actix_web::error::ErrorServiceUnavailable("Server is shutting down");
+                    Some((Err::<Bytes, actix_web::Error>(err), (rx, guard, closing, true)))
+                }
+                bytes = rx.recv() => Some((Ok(bytes?), (rx, guard, closing, false))),
+            }
+        });
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, "no-cache"))
@@ -498,8 +523,7 @@ pub(super) async fn entity_stream(req: HttpRequest, id: web::Path<String>, state
 /// GET /api/runs/:id/stream (member of the run's space): the run's events.
 pub(super) async fn run_stream(req: HttpRequest, id: web::Path<String>, state: web::Data<AppState>) -> SpacesResult {
     let caller = authenticate(&req, &state.spaces, &state.db).await?;
-    let run = repo::get_run(&state.db, &id).await?.ok_or_else(|| SpacesError::not_found("Run not found"))?;
-    caller.require_member(&state.db, &run.space_id).await?;
+    let run = super::runs::visible_run(&state, &caller, &id).await?;
     let start = start_point(&req)?;
     let entity_id = match &caller {
         super::auth::Caller::Public { entity } => Some(entity.id.clone()),
@@ -517,4 +541,20 @@ pub(super) async fn run_stream(req: HttpRequest, id: web::Path<String>, state: w
         },
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{since_start, Start};
+
+    #[test]
+    fn since_accepts_dollar_millis_redis_ids_and_rfc3339() {
+        assert!(matches!(since_start("$"), Ok(Start::Live)));
+        assert!(matches!(since_start("1700000000000"), Ok(Start::Since(1700000000000))));
+        assert!(matches!(since_start("1700000000000-3"), Ok(Start::Since(1700000000000))));
+        assert!(matches!(since_start("2023-11-14T22:13:20Z"), Ok(Start::Since(1700000000000))));
+        for bad in ["yesterday", "-5", "17-x", "1700000000000-"] {
+            assert!(since_start(bad).is_err(), "{bad}");
+        }
+    }
 }
