@@ -1,7 +1,8 @@
 //! The Connection actor: one per SignalR connection, whatever its transport. It owns the handshake,
 //! decoding, dispatch to the hub, streams in both directions, client results, keep-alive and timeouts,
-//! the bounded outgoing queue, and the replay buffer of stateful reconnect. Transports only move bytes
-//! in ([`Inbound`]) and out (an [`Outbox`]).
+//! and what it writes: a streaming transport's bounded queue (an [`Outlet`], in `outlet.rs`) or the
+//! long-polling queue, and the replay buffer of stateful reconnect (`replay.rs`). Transports only move
+//! bytes in ([`Inbound`]) and out (an [`Outbox`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -10,121 +11,17 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot};
 
 use super::hub::{find_method, Call, ConnectionUser, Hub, HubContext, HubError, HubReply, MethodKind, RequestInfo};
 use super::hub_actor::{HubActor, Unregister};
 use super::options::{HubOptions, TransportKind};
+use super::outlet::{OutFrame, Outlet, OutletError};
 use super::protocol::{
     handshake_response, parse_handshake, select_protocol, unsupported_transfer_format_error, CompletionResult,
     HandshakeParse, HubMessage, MessageDecoder, ProtocolKind, TransferFormat, Value, HANDSHAKE_SUCCESS,
 };
-
-/// A frame for a streaming transport (WebSocket, SSE).
-#[derive(Debug, Clone)]
-pub enum OutFrame {
-    Text(Bytes),
-    Binary(Bytes),
-    /// Answer to a WebSocket ping.
-    Pong(Bytes),
-    /// End the transport (WebSocket close frame with this code, end of SSE stream).
-    Close(u16),
-}
-
-impl OutFrame {
-    fn len(&self) -> usize {
-        match self {
-            OutFrame::Text(b) | OutFrame::Binary(b) | OutFrame::Pong(b) => b.len(),
-            OutFrame::Close(_) => 0,
-        }
-    }
-}
-
-/// What the writing and the draining ends of a streaming transport share.
-#[derive(Default)]
-struct OutletShared {
-    queued_bytes: AtomicUsize,
-    queued_frames: AtomicUsize,
-    aborted: AtomicBool,
-    wake: Notify,
-}
-
-/// The connection's end of a streaming transport's queue. Bursts are fine; what bounds the queue is its
-/// size in bytes and frames, beyond which the client counts as a slow consumer.
-#[derive(Clone)]
-pub struct Outlet {
-    tx: mpsc::UnboundedSender<OutFrame>,
-    shared: Arc<OutletShared>,
-}
-
-/// The transport's end: the frames to write, in order, until the queue closes or is aborted.
-pub struct Inlet {
-    rx: mpsc::UnboundedReceiver<OutFrame>,
-    shared: Arc<OutletShared>,
-}
-
-/// Why a frame was not queued.
-enum OutletError {
-    Full,
-    Closed,
-}
-
-/// A new queue for a streaming transport.
-pub fn outlet() -> (Outlet, Inlet) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let shared = Arc::new(OutletShared::default());
-    (Outlet { tx, shared: shared.clone() }, Inlet { rx, shared })
-}
-
-impl Outlet {
-    fn send(&self, frame: OutFrame, max_bytes: usize, max_frames: usize) -> Result<(), OutletError> {
-        let len = frame.len();
-        let bytes = self.shared.queued_bytes.load(Ordering::Relaxed);
-        let frames = self.shared.queued_frames.load(Ordering::Relaxed);
-        if len > 0 && (bytes + len > max_bytes || frames + 1 > max_frames) {
-            return Err(OutletError::Full);
-        }
-        self.shared.queued_bytes.fetch_add(len, Ordering::Relaxed);
-        self.shared.queued_frames.fetch_add(1, Ordering::Relaxed);
-        self.tx.send(frame).map_err(|_| OutletError::Closed)
-    }
-
-    /// Queues a frame the transport itself must send (a pong, a close frame), outside the budget.
-    pub fn control(&self, frame: OutFrame) {
-        self.shared.queued_frames.fetch_add(1, Ordering::Relaxed);
-        self.shared.queued_bytes.fetch_add(frame.len(), Ordering::Relaxed);
-        let _ = self.tx.send(frame);
-    }
-
-    /// Ends the transport now, without writing what is still queued (a slow consumer).
-    fn abort(&self) {
-        self.shared.aborted.store(true, Ordering::Relaxed);
-        self.shared.wake.notify_one();
-    }
-}
-
-impl Inlet {
-    /// The next frame to write; `None` when the queue is closed or aborted.
-    pub async fn next(&mut self) -> Option<OutFrame> {
-        loop {
-            if self.shared.aborted.load(Ordering::Relaxed) {
-                return None;
-            }
-            tokio::select! {
-                biased;
-                _ = self.shared.wake.notified() => continue,
-                frame = self.rx.recv() => {
-                    let frame = frame?;
-                    self.shared.queued_bytes.fetch_sub(frame.len(), Ordering::Relaxed);
-                    self.shared.queued_frames.fetch_sub(1, Ordering::Relaxed);
-                    return Some(frame);
-                }
-            }
-        }
-    }
-}
+use super::replay::Replay;
 
 /// Where outgoing bytes go.
 enum Outbox {
@@ -156,17 +53,6 @@ enum Phase {
     AwaitingHandshake(Vec<u8>),
     Open { protocol: ProtocolKind, decoder: MessageDecoder },
     Closed,
-}
-
-/// Numbering and replay of stateful reconnect (types 1–5 only, from 1).
-#[derive(Default)]
-struct Replay {
-    next_outgoing: u64,
-    buffer: VecDeque<(u64, Bytes)>,
-    buffered_bytes: usize,
-    latest_received: u64,
-    next_incoming: u64,
-    ack_scheduled: bool,
 }
 
 /// See the module documentation.
@@ -227,7 +113,7 @@ impl Connection {
             uploads: HashMap::new(),
             client_results: HashMap::new(),
             next_client_invocation: 0,
-            replay: stateful.then(|| Replay { next_outgoing: 1, next_incoming: 1, ..Replay::default() }),
+            replay: stateful.then(Replay::new),
             on_closed: Vec::new(),
             hub_path: Arc::from(""),
             messages_in: 0,
@@ -270,16 +156,7 @@ impl Connection {
     /// Writes encoded bytes to the transport (or queues them), numbering them for stateful reconnect.
     fn write(&mut self, bytes: Bytes, sequenced: bool, ctx: &mut Context<Self>) {
         if let (Some(replay), true) = (self.replay.as_mut(), sequenced) {
-            let id = replay.next_outgoing;
-            replay.next_outgoing += 1;
-            replay.buffered_bytes += bytes.len();
-            replay.buffer.push_back((id, bytes.clone()));
-            while replay.buffered_bytes > self.options.stateful_reconnect_buffer && replay.buffer.len() > 1 {
-                // The client learns of the gap from the Sequence id sent on reconnect (the oldest kept).
-                if let Some((_, b)) = replay.buffer.pop_front() {
-                    replay.buffered_bytes -= b.len();
-                }
-            }
+            replay.record(&bytes, self.options.stateful_reconnect_buffer);
         }
         let binary = self.protocol().map(|p| p.transfer_format() == TransferFormat::Binary).unwrap_or(false);
         self.push_raw(bytes, binary, ctx);
@@ -473,18 +350,13 @@ impl Connection {
         let Some(replay) = self.replay.as_mut() else {
             return true;
         };
-        let id = replay.next_incoming;
-        replay.next_incoming += 1;
-        if id <= replay.latest_received {
+        if !replay.accept_incoming() {
             return false;
         }
-        replay.latest_received = id;
-        if !replay.ack_scheduled {
-            replay.ack_scheduled = true;
+        if replay.schedule_ack() {
             ctx.run_later(Duration::from_millis(500), |act, ctx| {
                 if let Some(replay) = act.replay.as_mut() {
-                    replay.ack_scheduled = false;
-                    let ack = HubMessage::ack(replay.latest_received);
+                    let ack = HubMessage::ack(replay.ack_due());
                     act.send_message(&ack, ctx);
                 }
             });
@@ -536,23 +408,17 @@ impl Connection {
             }
             HubMessage::Ack { sequence_id } => {
                 if let Some(replay) = self.replay.as_mut() {
-                    while replay.buffer.front().is_some_and(|(id, _)| *id <= sequence_id) {
-                        if let Some((_, b)) = replay.buffer.pop_front() {
-                            replay.buffered_bytes -= b.len();
-                        }
-                    }
+                    replay.ack(sequence_id);
                 }
             }
             HubMessage::Sequence { sequence_id } => {
                 if let Some(replay) = self.replay.as_mut() {
-                    if sequence_id > replay.latest_received + 1 {
+                    if !replay.resume_incoming(sequence_id) {
                         self.close(
                             Some("Sequence ID greater than amount of messages we've received.".into()),
                             false,
                             ctx,
                         );
-                    } else {
-                        replay.next_incoming = sequence_id;
                     }
                 }
             }
@@ -852,10 +718,7 @@ impl Handler<AttachStream> for Connection {
         if reconnecting {
             // Stateful reconnect: tell the client where our replay starts, then replay.
             let (first, frames) = match &self.replay {
-                Some(r) => (
-                    r.buffer.front().map(|(id, _)| *id).unwrap_or(r.next_outgoing),
-                    r.buffer.iter().map(|(_, b)| b.clone()).collect::<Vec<_>>(),
-                ),
+                Some(r) => r.pending(),
                 None => return Ok(()),
             };
             if let Some(protocol) = self.protocol() {

@@ -16,12 +16,12 @@ use serde_json::json;
 use tokio::sync::oneshot;
 
 use super::connection::{
-    outlet, AttachError, AttachStream, Connection, GetTransport, Inbound, OutFrame, Poll, PollFinished, PollOutcome,
-    TransportClosed,
+    AttachError, AttachStream, Connection, GetTransport, Inbound, Poll, PollFinished, PollOutcome, TransportClosed,
 };
 use super::hub::{ConnectionUser, Hub, RequestInfo};
 use super::hub_actor::{HubActor, Lookup, Register};
 use super::options::{HubOptions, TransportKind};
+use super::outlet::{outlet, OutFrame};
 use crate::auth::credentials;
 
 /// Why a request was refused by a hub's authenticator.

@@ -5,6 +5,7 @@ import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { after, before } from "node:test";
 import { fileURLToPath } from "node:url";
 
 import * as signalR from "@microsoft/signalr";
@@ -298,6 +299,24 @@ export async function startProxy(targetPort) {
       server.close(() => resolve());
     });
   return proxy;
+}
+
+/**
+ * For a test file whose clients reach the server through a {@link startProxy} proxy (to cut their
+ * sockets): registers hooks that start a server (`startServer(options)`) and a proxy in front of it before
+ * the file's tests, and close both after them. Returns `{ server, proxy }`, filled in once started.
+ */
+export function serverBehindProxy(options) {
+  const setup = { server: undefined, proxy: undefined };
+  before(async () => {
+    setup.server = await startServer(options);
+    setup.proxy = await startProxy(setup.server.port);
+  });
+  after(async () => {
+    if (setup.proxy) await setup.proxy.close();
+    if (setup.server) await setup.server.stop();
+  });
+  return setup;
 }
 
 /** The `connectionId` of a started connection (what servers address), checked to be non-empty. */

@@ -1,39 +1,27 @@
 // Automatic reconnect (withAutomaticReconnect) through a TCP proxy whose sockets are cut abruptly:
 // the client must see onreconnecting then onreconnected, get a new connection, and work again.
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 
 import {
   MemoryLogger,
   assertNoLeaks,
   builder,
   deferred,
+  serverBehindProxy,
   signalR,
   sleep,
-  startProxy,
-  startServer,
   waitFor,
   within,
 } from "./harness.js";
 
-let server;
-let proxy;
-
-before(async () => {
-  server = await startServer();
-  proxy = await startProxy(server.port);
-});
-
-after(async () => {
-  if (proxy) await proxy.close();
-  if (server) await server.stop();
-});
+const setup = serverBehindProxy();
 
 for (const transport of ["WebSockets", "ServerSentEvents", "LongPolling"]) {
   describe(`automatic reconnect over ${transport}`, () => {
     test("cutting every socket triggers onreconnecting/onreconnected and invocations work after", async () => {
       const logger = new MemoryLogger(signalR.LogLevel.Error);
-      const connection = builder(`${proxy.url}/testhub`, {
+      const connection = builder(`${setup.proxy.url}/testhub`, {
         transport,
         automaticReconnect: [0, 100, 250, 500, 1000, 1000, 1000],
         logger,
@@ -65,7 +53,7 @@ for (const transport of ["WebSockets", "ServerSentEvents", "LongPolling"]) {
         assert.equal(await connection.invoke("GetCallerConnectionId"), firstId);
         assert.equal(await connection.invoke("GetActiveTransportName"), transport);
 
-        const cut = proxy.cut();
+        const cut = setup.proxy.cut();
         assert.ok(cut > 0, "the proxy had sockets to cut");
 
         const error = await within(reconnecting.promise, 10000, "onreconnecting");
@@ -104,7 +92,7 @@ for (const transport of ["WebSockets", "ServerSentEvents", "LongPolling"]) {
 
 describe("automatic reconnect while the server is unreachable", () => {
   test("retries until the server is reachable again, then reconnects", async () => {
-    const connection = builder(`${proxy.url}/testhub`, {
+    const connection = builder(`${setup.proxy.url}/testhub`, {
       transport: "WebSockets",
       automaticReconnect: [0, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200],
       logger: new MemoryLogger(signalR.LogLevel.None),
@@ -115,24 +103,24 @@ describe("automatic reconnect while the server is unreachable", () => {
     connection.onreconnected((id) => reconnected.resolve(id));
     await connection.start();
     try {
-      proxy.refuse = true;
-      const acceptedBefore = proxy.accepted;
-      proxy.cut();
+      setup.proxy.refuse = true;
+      const acceptedBefore = setup.proxy.accepted;
+      setup.proxy.cut();
       await within(reconnecting.promise, 10000, "onreconnecting");
       // Let a few attempts fail against the "down" server.
-      await waitFor(() => proxy.accepted - acceptedBefore >= 3, "three refused reconnect attempts", 10000);
+      await waitFor(() => setup.proxy.accepted - acceptedBefore >= 3, "three refused reconnect attempts", 10000);
       assert.equal(connection.state, signalR.HubConnectionState.Reconnecting);
-      proxy.refuse = false;
+      setup.proxy.refuse = false;
       await within(reconnected.promise, 10000, "onreconnected after the server came back");
       assert.equal(await connection.invoke("Echo", "back"), "back");
     } finally {
-      proxy.refuse = false;
+      setup.proxy.refuse = false;
       await connection.stop();
     }
   });
 
   test("a connection whose retries run out closes", async () => {
-    const connection = builder(`${proxy.url}/testhub`, {
+    const connection = builder(`${setup.proxy.url}/testhub`, {
       transport: "WebSockets",
       automaticReconnect: [0, 100],
       logger: new MemoryLogger(signalR.LogLevel.None),
@@ -140,14 +128,14 @@ describe("automatic reconnect while the server is unreachable", () => {
     const closed = deferred();
     connection.onclose((e) => closed.resolve(e));
     await connection.start();
-    proxy.refuse = true;
+    setup.proxy.refuse = true;
     try {
-      proxy.cut();
+      setup.proxy.cut();
       // The TS client calls onclose() without an error when its retries are exhausted.
       await within(closed.promise, 10000, "onclose after retries ran out");
       assert.equal(connection.state, signalR.HubConnectionState.Disconnected);
     } finally {
-      proxy.refuse = false;
+      setup.proxy.refuse = false;
     }
   });
 });
@@ -157,6 +145,6 @@ describe("leak check", () => {
     // A long-polling client whose poll was cut sends no DELETE: the server drops that connection when
     // it stops polling (15 s, as ASP.NET does), so allow for that.
     await sleep(0);
-    await assertNoLeaks(server, ["/testhub"], 25000);
+    await assertNoLeaks(setup.server, ["/testhub"], 25000);
   });
 });

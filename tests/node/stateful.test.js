@@ -3,33 +3,21 @@
 // reconnects on its own with the same connection id, and nothing is lost or delivered twice, in either
 // direction.
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 
 import {
   MemoryLogger,
   assertNoLeaks,
   builder,
   deferred,
+  serverBehindProxy,
   signalR,
   sleep,
-  startProxy,
-  startServer,
   waitFor,
   within,
 } from "./harness.js";
 
-let server;
-let proxy;
-
-before(async () => {
-  server = await startServer();
-  proxy = await startProxy(server.port);
-});
-
-after(async () => {
-  if (proxy) await proxy.close();
-  if (server) await server.stop();
-});
+const setup = serverBehindProxy();
 
 const range = (from, to) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
@@ -44,7 +32,7 @@ for (const protocol of ["json", "messagepack"]) {
   describe(`stateful reconnect over WebSockets + ${protocol === "json" ? "JSON" : "MessagePack"}`, () => {
     test("a cut mid-stream loses and repeats nothing (Seq 1..200; Echo while cut resolves once each)", async () => {
       const logger = new MemoryLogger(signalR.LogLevel.Error);
-      const connection = builder(`${proxy.url}/testhub`, {
+      const connection = builder(`${setup.proxy.url}/testhub`, {
         transport: "WebSockets",
         protocol,
         statefulReconnect: true,
@@ -63,7 +51,7 @@ for (const protocol of ["json", "messagepack"]) {
         seq.push(Number(i));
       });
 
-      const requestsBefore = proxy.requests.length;
+      const requestsBefore = setup.proxy.requests.length;
       await connection.start();
       try {
         const id = connection.connectionId;
@@ -73,7 +61,7 @@ for (const protocol of ["json", "messagepack"]) {
         await waitFor(() => seq.length >= 50, "the first 50 Seq events", 10000, 5);
 
         // First cut: invocations made at once and a little later, while the client is reconnecting.
-        assert.ok(proxy.cut() > 0, "the proxy had sockets to cut");
+        assert.ok(setup.proxy.cut() > 0, "the proxy had sockets to cut");
         const echoes = [];
         const settled = new Map();
         const echo = (text) => {
@@ -96,7 +84,7 @@ for (const protocol of ["json", "messagepack"]) {
 
         // Second cut, later in the sequence.
         await waitFor(() => seq.length >= 120, "Seq events to reach 120 after the first cut", 15000, 5);
-        assert.ok(proxy.cut() > 0, "the proxy had sockets to cut the second time");
+        assert.ok(setup.proxy.cut() > 0, "the proxy had sockets to cut the second time");
         echo("during-cut-4");
         await sleep(50);
         echo("during-cut-5");
@@ -117,7 +105,7 @@ for (const protocol of ["json", "messagepack"]) {
         assert.equal(connection.state, signalR.HubConnectionState.Connected);
         assert.equal(await connection.invoke("GetCallerConnectionId"), id);
         assert.deepEqual(events, []);
-        const seen = proxy.requests.slice(requestsBefore);
+        const seen = setup.proxy.requests.slice(requestsBefore);
         const wsIds = webSocketIds(seen);
         assert.equal(wsIds.length, 3, `three WebSocket requests (first + two reconnects): ${JSON.stringify(seen)}`);
         assert.equal(new Set(wsIds).size, 1, "every WebSocket request used the same id");
@@ -130,7 +118,7 @@ for (const protocol of ["json", "messagepack"]) {
     });
 
     test("what the server sends while the client is away is replayed when it comes back", async () => {
-      const connection = builder(`${proxy.url}/testhub`, {
+      const connection = builder(`${setup.proxy.url}/testhub`, {
         transport: "WebSockets",
         protocol,
         statefulReconnect: true,
@@ -146,8 +134,8 @@ for (const protocol of ["json", "messagepack"]) {
         const done = connection.invoke("SendSequence", 300, 5);
         await waitFor(() => seq.length >= 20, "the first 20 Seq events", 10000, 1);
         // Hold the reconnect for 1.5 s: the server keeps sending into its replay buffer meanwhile.
-        proxy.delayMs = 1500;
-        proxy.cut();
+        setup.proxy.delayMs = 1500;
+        setup.proxy.cut();
         const atCut = seq.length;
         await sleep(700);
         assert.ok(seq.length - atCut <= 1, "nothing arrives while the client is away");
@@ -157,7 +145,7 @@ for (const protocol of ["json", "messagepack"]) {
         assert.deepEqual(seq, range(1, 300));
         assert.equal(await connection.invoke("GetCallerConnectionId"), id);
       } finally {
-        proxy.delayMs = 0;
+        setup.proxy.delayMs = 0;
         await connection.stop();
       }
     });
@@ -166,6 +154,6 @@ for (const protocol of ["json", "messagepack"]) {
 
 describe("leak check", () => {
   test("no connections or group entries remain on /testhub", async () => {
-    await assertNoLeaks(server, ["/testhub"]);
+    await assertNoLeaks(setup.server, ["/testhub"]);
   });
 });
