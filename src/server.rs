@@ -167,6 +167,7 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
     Ok(AppState {
         chat,
         config: Arc::new(config),
+        node_id: format!("node-{}", uuid::Uuid::new_v4().simple()),
         db,
         redis,
         started_at: Instant::now(),
@@ -284,6 +285,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     state.progress = Some(progress);
     let state = web::Data::new(state);
     actix_web::rt::spawn(crate::virtual_keys::watch_expiry(state.clone()));
+    actix::Actor::start(crate::admin::key_changes::KeyChangeWatcher::new(state.clone()));
     if state.redis.is_some() {
         let stream = state.config.redis.key(&state.config.generation.events_stream);
         actix_web::rt::spawn(crate::generation::intake::run(state.clone(), stream));

@@ -9,6 +9,9 @@ use crate::db::Database;
 /// Shared application state, registered once as `web::Data<AppState>`.
 pub struct AppState {
     pub config: Arc<Config>,
+    /// This process's id among the nodes sharing the database (random per start): key changes it
+    /// writes carry it, so that its own key change watcher skips them.
+    pub node_id: String,
     pub db: Database,
     /// `None` when Redis is not configured (one node, everything in process).
     pub redis: Option<deadpool_redis::Pool>,
