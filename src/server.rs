@@ -286,6 +286,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let state = web::Data::new(state);
     actix_web::rt::spawn(crate::virtual_keys::watch_expiry(state.clone()));
     actix::Actor::start(crate::admin::key_changes::KeyChangeWatcher::new(state.clone()));
+    if state.config.generation.simulated_provider {
+        actix_web::rt::spawn(crate::generation::simulated::resume_abandoned(state.clone()));
+    }
     if state.redis.is_some() {
         let stream = state.config.redis.key(&state.config.generation.events_stream);
         actix_web::rt::spawn(crate::generation::intake::run(state.clone(), stream));

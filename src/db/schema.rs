@@ -48,6 +48,7 @@ diesel::table! {
         cost -> Nullable<Double>,
         created_at -> BigInt,
         updated_at -> BigInt,
+        base_url -> Nullable<Text>,
     }
 }
 
