@@ -42,12 +42,14 @@ pub struct RunningServer {
 }
 
 /// A graceful shutdown: stop accepting, refuse new hub connections, tell every SignalR client to
-/// reconnect (a Close with `allowReconnect: true`, which also ends SSE streams and long polls), then let
-/// running requests finish within `shutdown.timeout`. SIGTERM and SIGINT run it; tests may call it.
+/// reconnect (a Close with `allowReconnect: true`, which also ends SSE streams and long polls), close
+/// chat sockets with 1001, then let running requests finish within `shutdown.timeout`. SIGTERM and SIGINT run it; tests may call it.
 #[derive(Clone)]
 pub struct Shutdown {
     hubs: Vec<HubEndpoint>,
     handle: ServerHandle,
+    /// Tells the chat sockets to close with 1001.
+    chat_closing: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// The reason in the Close message clients receive when the server shuts down.
@@ -73,6 +75,7 @@ impl Shutdown {
                 .await
                 .unwrap_or(0);
         }
+        self.chat_closing.send_replace(true);
         tracing::info!(connections = closed, "clients told to reconnect; finishing running requests");
         self.handle.stop(true).await;
     }
@@ -295,6 +298,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     }
     let state_for_metrics = state.clone();
     let shutdown_hubs = state.hubs.clone();
+    let chat_closing = state.chat.closing.clone();
     let shutdown_timeout = state.config.shutdown.timeout;
     let server = HttpServer::new(move || {
         let app_state = state.clone();
@@ -343,6 +347,6 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let server = server.run();
     tracing::info!(%addr, workers, "switchyard listening");
     let handle = server.handle();
-    let shutdown = Shutdown { hubs: shutdown_hubs, handle: handle.clone() };
+    let shutdown = Shutdown { hubs: shutdown_hubs, handle: handle.clone(), chat_closing };
     Ok(RunningServer { addr, handle, server, metrics, shutdown })
 }
