@@ -2,6 +2,8 @@
 //! counters move as clients act (hub invocations, messages, auth failures, task updates delivered), the
 //! master key guards it on the main address, and `ops.metrics_bind` serves it openly. Counters are
 //! process-wide and tests of this binary run in parallel, so movements are checked as "at least".
+//! Also: key changes made elsewhere (the CLI in another process, another node on the same database)
+//! are announced and cut the key's live connections, through the key change log.
 
 mod common;
 
@@ -688,4 +690,24 @@ async fn a_key_disabled_on_one_node_loses_its_connections_on_another() {
     assert_eq!(read_until(&mut on_first, |m| m["type"] == 7).await["error"], "Virtual key is disabled");
     assert_eq!(read_until(&mut on_second, |m| m["type"] == 7).await["error"], "Virtual key is disabled");
     assert!(written.elapsed() < Duration::from_secs(1), "the other node cut the key after {:?}", written.elapsed());
+
+    // Spend recorded on the first node that reaches the budget cuts the key on the second as well.
+    let mut res = first
+        .client()
+        .post(first.url("/api/virtualkeys"))
+        .bearer_auth(MASTER_KEY)
+        .send_json(&json!({"keyName": "two-nodes-budget", "maxBudget": 0.01}))
+        .await
+        .unwrap();
+    let key = json_body(&mut res).await["virtualKey"].as_str().unwrap().to_string();
+    let mut on_second = open_ws(&second, &format!("/hubs/image-generation?access_token={key}")).await;
+    let res = first
+        .client()
+        .post(first.url("/v1/images/generations/async"))
+        .bearer_auth(&key)
+        .send_json(&json!({"model": "sim-image", "prompt": "x"}))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    assert_eq!(read_until(&mut on_second, |m| m["type"] == 7).await["error"], "Virtual key budget exceeded");
 }
