@@ -229,6 +229,7 @@ pub struct RedisConfig {
     pub pool_size: usize,
     pub key_prefix: String,
     pub timeout_ms: u64,
+    pub backplane_stream: String,
 }
 
 /// `[admin]`: the master key.
@@ -263,6 +264,7 @@ impl fmt::Debug for RedisConfig {
             .field("pool_size", &self.pool_size)
             .field("key_prefix", &self.key_prefix)
             .field("timeout_ms", &self.timeout_ms)
+            .field("backplane_stream", &self.backplane_stream)
             .finish()
     }
 }

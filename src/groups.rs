@@ -1,13 +1,16 @@
 //! Connection groups per principal (a virtual key, a JWT user): one ConnectionGroupActor per principal,
 //! across hubs, which counts that principal's connections, enforces its cap and closes them all at once
 //! (a disabled key loses its live connections within a second). The [`ConnectionGroups`] directory
-//! routes to them and stops a group's actor when its last connection leaves.
+//! routes to them and stops a group's actor when its last connection leaves. With Redis, a cap also
+//! holds across nodes: each capped connection takes a place in [`SharedCounts`] too.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
+use crate::shared_counts::SharedCounts;
 use crate::signalr::connection::CloseConnection;
 
 /// Why a principal may not open another connection.
@@ -117,12 +120,24 @@ pub struct ConnectionGroups {
     cooldown: Duration,
     /// Told when a virtual key's cap refuses a connection (the admin hub's `ConnectionLimitReached`).
     on_limit: Option<Recipient<crate::admin::notifier::AdminEvent>>,
+    /// Cluster-wide counts (with Redis), and this node's connections holding a place there.
+    shared: Option<Arc<SharedCounts>>,
+    placed: HashMap<String, HashSet<String>>,
+    /// Connections whose cluster-wide place is being reserved: `true` once they left meanwhile, so that
+    /// their place is given back rather than kept (and refreshed) for a connection that is gone.
+    reserving: HashMap<String, bool>,
 }
 
 impl ConnectionGroups {
     /// Reports refusals by a virtual key's cap to `listener`, so operators see keys at their limit.
     pub fn notify_limits(mut self, listener: Recipient<crate::admin::notifier::AdminEvent>) -> Self {
         self.on_limit = Some(listener);
+        self
+    }
+
+    /// Enforces caps across every node sharing `counts`.
+    pub fn share_counts(mut self, counts: Arc<SharedCounts>) -> Self {
+        self.shared = Some(counts);
         self
     }
 
@@ -136,7 +151,22 @@ impl ConnectionGroups {
             window,
             cooldown,
             on_limit: None,
+            shared: None,
+            placed: HashMap::new(),
+            reserving: HashMap::new(),
         }
+    }
+
+    /// Gives a connection's cluster-wide place back, in the background.
+    fn release(&self, principal: String, connection_id: String) {
+        let Some(shared) = self.shared.clone() else { return };
+        actix::spawn(async move {
+            if let Err(e) = shared.release(&principal, &connection_id).await {
+                // The lease runs out by itself; until then the place stays taken.
+                crate::ops::metrics::REDIS_ERRORS.inc();
+                tracing::warn!(error = %e, "cannot release a cluster-wide connection place");
+            }
+        });
     }
 
     /// Records a connection attempt; `Err` while the principal is cooling down.
@@ -174,11 +204,26 @@ impl Default for ConnectionGroups {
 
 impl Actor for ConnectionGroups {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let Some(shared) = self.shared.clone() else { return };
+        ctx.run_interval(shared.refresh_every(), move |act, _| {
+            let live: Vec<(String, Vec<String>)> =
+                act.placed.iter().map(|(principal, ids)| (principal.clone(), ids.iter().cloned().collect())).collect();
+            let shared = shared.clone();
+            actix::spawn(async move {
+                if let Err(e) = shared.refresh(live).await {
+                    crate::ops::metrics::REDIS_ERRORS.inc();
+                    tracing::warn!(error = %e, "cannot refresh cluster-wide connection counts");
+                }
+            });
+        });
+    }
 }
 
 impl Handler<Join> for ConnectionGroups {
     type Result = ResponseActFuture<Self, Result<usize, CapReached>>;
-    fn handle(&mut self, msg: Join, ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: Join, _: &mut Self::Context) -> Self::Result {
         let key = msg.key.clone();
         if let Err(refusal) = self.admit(&key) {
             return Box::pin(actix::fut::ready(Err(refusal)));
@@ -188,21 +233,54 @@ impl Handler<Join> for ConnectionGroups {
             let window = self.window;
             self.recent.retain(|_, a| a.back().is_some_and(|t| t.elapsed() <= window));
         }
-        let _ = ctx;
         let addr = self
             .groups
             .entry(key.clone())
             .or_insert_with(|| (ConnectionGroupActor { key: key.clone(), members: HashMap::new() }.start(), 0))
             .0
             .clone();
-        let group = addr.clone();
-        Box::pin(addr.send(msg).into_actor(self).map(move |result, act, _| {
-            let result = result.unwrap_or(Err(CapReached::Limit { limit: 0 }));
-            match &result {
-                // Re-insert if a concurrent Leave emptied the entry meanwhile: the actor still holds us.
-                Ok(n) => act.groups.entry(key).or_insert_with(|| (group, *n)).1 = *n,
+        let connection_id = msg.connection_id.clone();
+        let placed_id = connection_id.clone();
+        let shared = self.shared.clone().zip(msg.cap);
+        if shared.is_some() {
+            self.reserving.insert(placed_id.clone(), false);
+        }
+        let (group, joined) = (addr.clone(), addr.send(msg));
+        let principal = key.clone();
+        let work = async move {
+            let mut count = joined.await.unwrap_or(Err(CapReached::Limit { limit: 0 }))?;
+            let Some((shared, limit)) = shared else { return Ok((count, false)) };
+            // This node had room; the other nodes' connections count too.
+            match shared.reserve(&principal, &connection_id, limit).await {
+                Ok(true) => Ok((count, true)),
+                Ok(false) => {
+                    count = group.send(Leave { key: principal, connection_id }).await.unwrap_or(0);
+                    tracing::debug!(left = count, "connection refused by the cluster-wide cap");
+                    Err(CapReached::Limit { limit })
+                }
+                Err(e) => {
+                    // Redis down: the cap holds per node until it is back, rather than refusing everyone.
+                    crate::ops::metrics::REDIS_ERRORS.inc();
+                    tracing::warn!(error = %e, "cluster-wide connection count unavailable; enforcing the cap per node");
+                    Ok((count, false))
+                }
+            }
+        };
+        Box::pin(work.into_actor(self).map(move |result, act, _| {
+            let left_meanwhile = act.reserving.remove(&placed_id).unwrap_or(false);
+            match result {
+                Ok((n, placed)) => {
+                    if placed && left_meanwhile {
+                        act.release(key.clone(), placed_id);
+                    } else if placed {
+                        act.placed.entry(key.clone()).or_default().insert(placed_id);
+                    }
+                    // Re-insert if a concurrent Leave emptied the entry meanwhile: the actor still holds us.
+                    act.groups.entry(key).or_insert_with(|| (addr, n)).1 = n;
+                    Ok(n)
+                }
                 Err(refusal) => {
-                    if let (CapReached::Limit { limit }, Some(listener)) = (refusal, &act.on_limit) {
+                    if let (CapReached::Limit { limit }, Some(listener)) = (&refusal, &act.on_limit) {
                         if let Some(key_id) = key.strip_prefix("vkey:").and_then(|id| id.parse::<i64>().ok()) {
                             listener.do_send(crate::admin::notifier::AdminEvent::ConnectionLimitReached {
                                 key_id,
@@ -213,9 +291,9 @@ impl Handler<Join> for ConnectionGroups {
                     if act.groups.get(&key).is_some_and(|(_, count)| *count == 0) {
                         act.groups.remove(&key);
                     }
+                    Err(refusal)
                 }
             }
-            result
         }))
     }
 }
@@ -224,6 +302,17 @@ impl Handler<Leave> for ConnectionGroups {
     type Result = ResponseActFuture<Self, usize>;
     fn handle(&mut self, msg: Leave, _: &mut Self::Context) -> Self::Result {
         let key = msg.key.clone();
+        if let Some(left) = self.reserving.get_mut(&msg.connection_id) {
+            *left = true;
+        }
+        if let Some(ids) = self.placed.get_mut(&key) {
+            if ids.remove(&msg.connection_id) {
+                if ids.is_empty() {
+                    self.placed.remove(&key);
+                }
+                self.release(key.clone(), msg.connection_id.clone());
+            }
+        }
         let Some((addr, _)) = self.groups.get(&key) else {
             return Box::pin(actix::fut::ready(0));
         };

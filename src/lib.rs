@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod backplane;
 pub mod chat;
 pub mod config;
 pub mod db;
@@ -14,6 +15,7 @@ pub mod logging;
 pub mod ops;
 pub mod redis_pool;
 pub mod server;
+pub mod shared_counts;
 pub mod signalr;
 pub mod spaces;
 pub mod state;

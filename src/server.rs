@@ -148,32 +148,49 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         tracing::warn!("{}", crate::auth::master_key::NO_MASTER_KEY);
     }
     let g = &config.generation;
-    let admin_events = actix::Actor::start(crate::admin::notifier::AdminNotifier::default());
-    let groups = actix::Actor::start(
-        crate::groups::ConnectionGroups::new(
-            g.connect_burst,
-            std::time::Duration::from_secs(g.connect_window_seconds),
-            std::time::Duration::from_secs(g.connect_cooldown_seconds),
-        )
-        .notify_limits(admin_events.clone().recipient()),
-    );
+    let node_id = uuid::Uuid::new_v4().to_string();
+    let backplane_stream = redis.clone().map(|pool| (pool, config.redis.key(&config.redis.backplane_stream)));
+    let backplane = actix::Actor::start(crate::backplane::Backplane::new(node_id.clone(), backplane_stream));
+    let admin_events = actix::Actor::start(crate::admin::notifier::AdminNotifier::new(backplane.clone()));
+    let mut groups = crate::groups::ConnectionGroups::new(
+        g.connect_burst,
+        std::time::Duration::from_secs(g.connect_window_seconds),
+        std::time::Duration::from_secs(g.connect_cooldown_seconds),
+    )
+    .notify_limits(admin_events.clone().recipient());
+    if let Some(pool) = &redis {
+        groups = groups.share_counts(Arc::new(crate::shared_counts::SharedCounts::new(
+            pool.clone(),
+            config.redis.key_prefix.clone(),
+            crate::shared_counts::LEASE,
+            std::time::Duration::from_millis(config.redis.timeout_ms),
+        )));
+    }
+    let groups = actix::Actor::start(groups);
     let provider_names = g
         .simulated_provider
         .then(|| crate::ops::provider_health::SIMULATED.to_string())
         .into_iter()
         .chain(g.providers.iter().filter(|p| !p.trim().is_empty()).map(|p| p.trim().to_string()));
-    let provider_health =
-        actix::Actor::start(crate::ops::provider_health::ProviderHealth::new(provider_names, admin_events.clone()));
+    let provider_health = actix::Actor::start(crate::ops::provider_health::ProviderHealth::new(
+        provider_names,
+        admin_events.clone(),
+        backplane.clone(),
+    ));
+    backplane.do_send(crate::backplane::Attach::ProviderHealth(provider_health.clone()));
+    backplane.do_send(crate::backplane::Attach::Groups(groups.clone()));
     let limits = actix::Actor::start(crate::generation::limits::LocalCounters::default());
     let chat = crate::chat::ChatState::build(&config, &db, redis.as_ref())?;
     let spaces = crate::spaces::Spaces::new(&config);
+    backplane.do_send(crate::backplane::Attach::Spaces(spaces.fanout.clone()));
     Ok(AppState {
         chat,
         config: Arc::new(config),
-        node_id: format!("node-{}", uuid::Uuid::new_v4().simple()),
         db,
         redis,
         started_at: Instant::now(),
+        node_id,
+        backplane,
         groups,
         hubs: Vec::new(),
         progress: None,
@@ -259,6 +276,9 @@ pub fn hubs(state: &AppState, conformance: Option<&ConformanceJwt>) -> Vec<HubEn
         let mut no_ws = options;
         no_ws.transports.retain(|t| *t != TransportKind::WebSockets);
         hubs.push(HubEndpoint::new("/testhub-nowebsockets", test_hub, no_ws, Arc::new(Anonymous), groups));
+    }
+    for hub in &hubs {
+        state.backplane.do_send(crate::backplane::Attach::Hub(hub.path.to_string(), hub.addr.clone()));
     }
     hubs
 }

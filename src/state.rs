@@ -9,13 +9,15 @@ use crate::db::Database;
 /// Shared application state, registered once as `web::Data<AppState>`.
 pub struct AppState {
     pub config: Arc<Config>,
-    /// This process's id among the nodes sharing the database (random per start): key changes it
-    /// writes carry it, so that its own key change watcher skips them.
-    pub node_id: String,
     pub db: Database,
     /// `None` when Redis is not configured (one node, everything in process).
     pub redis: Option<deadpool_redis::Pool>,
     pub started_at: Instant,
+    /// This process's id among the nodes serving the same hubs (random per start). Key changes it
+    /// writes carry it, so that its own key change watcher skips them.
+    pub node_id: String,
+    /// Every cluster-wide fan-out goes through it (local only without Redis).
+    pub backplane: actix::Addr<crate::backplane::Backplane>,
     /// Per-principal connection groups, shared by every hub.
     pub groups: actix::Addr<crate::groups::ConnectionGroups>,
     /// The SignalR hubs this server serves.

@@ -252,19 +252,36 @@ pub fn writer(state: &crate::state::AppState) -> ChangeWriter {
     ChangeWriter::node(&state.node_id)
 }
 
-/// Closes every live connection of a key, across hubs, with a Close message saying why.
+/// Closes every live connection of a key, across hubs and nodes, with a Close message saying why.
 pub fn close_connections(state: &crate::state::AppState, key_id: i64, reason: &str) {
+    state.backplane.do_send(crate::backplane::Broadcast::ClosePrincipal {
+        principal: crate::auth::virtual_key::principal_key(key_id),
+        reason: reason.to_string(),
+    });
+}
+
+/// Closes this node's live connections of a key: for changes that every node notices by itself (expiry,
+/// entries of the key change log).
+pub fn close_local_connections(state: &crate::state::AppState, key_id: i64, reason: &str) {
     state.groups.do_send(crate::groups::CloseAll {
         key: crate::auth::virtual_key::principal_key(key_id),
         reason: reason.to_string(),
     });
 }
 
-/// After a change (through the admin API, or seen in the key change log): a key that may no longer be
-/// used loses its connections now.
+/// After a change through the admin API: a key that may no longer be used loses its connections now,
+/// on every node.
 pub fn enforce(state: &crate::state::AppState, row: &VirtualKeyRow) {
     if let Some(reason) = row.unusable_reason(now_ms()) {
         close_connections(state, row.id, reason);
+    }
+}
+
+/// After a change seen in the key change log, which every node reads: a key that may no longer be used
+/// loses this node's connections.
+pub fn enforce_locally(state: &crate::state::AppState, row: &VirtualKeyRow) {
+    if let Some(reason) = row.unusable_reason(now_ms()) {
+        close_local_connections(state, row.id, reason);
     }
 }
 
@@ -330,7 +347,8 @@ fn notify_spend(state: &crate::state::AppState, row: &VirtualKeyRow, amount: f64
     state.admin_events.do_send(AdminEvent::KeyUpdated { info: KeyInfo::from(row), update_type, details, priority });
 }
 
-/// Closes the connections of keys as they expire, within half a second. Runs for the server's lifetime.
+/// Closes the connections of keys as they expire, within half a second. Runs for the server's lifetime,
+/// on every node, so each node closes its own connections and tells its own operators.
 pub async fn watch_expiry(state: actix_web::web::Data<crate::state::AppState>) {
     let mut checked_until = now_ms();
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
@@ -340,7 +358,7 @@ pub async fn watch_expiry(state: actix_web::web::Data<crate::state::AppState>) {
         match repo::expired_between(&state.db, checked_until, now).await {
             Ok(ids) => {
                 for id in ids {
-                    close_connections(&state, id, "Virtual key has expired");
+                    close_local_connections(&state, id, "Virtual key has expired");
                     state.admin_events.do_send(AdminEvent::KeyExpired { key_id: id });
                 }
                 checked_until = now;

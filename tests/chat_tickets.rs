@@ -30,6 +30,7 @@ fn redis_pool(url: &str) -> deadpool_redis::Pool {
         pool_size: 32,
         key_prefix: "switchyard".into(),
         timeout_ms: 2000,
+        backplane_stream: "backplane".into(),
     })
     .expect("redis pool")
     .expect("redis configured")

@@ -146,8 +146,9 @@ async fn apply(state: &AppState, row: KeyChangeRow) -> Result<(), DbError> {
         _ => repo::get(&state.db, row.key_id).await?,
     };
     match (kind, &key) {
-        (ChangeKind::Deleted, _) => virtual_keys::close_connections(state, row.key_id, "Virtual key was deleted"),
-        (_, Some(key)) => virtual_keys::enforce(state, key),
+        // Every node reads the log: each closes its own connections.
+        (ChangeKind::Deleted, _) => virtual_keys::close_local_connections(state, row.key_id, "Virtual key was deleted"),
+        (_, Some(key)) => virtual_keys::enforce_locally(state, key),
         // Deleted since; the deletion's own entry closes its connections.
         (_, None) => {}
     }

@@ -1,12 +1,15 @@
 //! The AdminNotifier actor: turns what happens to keys, spend, connection caps and providers into events
 //! on the admin hub (`/hubs/admin-notifications`). Whoever notices a change (the admin API, spend
 //! accounting, the connection groups, provider health) sends an [`AdminEvent`] here and need not know
-//! the hub, its groups or its event names. Before the hub is attached, events are dropped: there is
-//! nobody to tell.
+//! the hub, its groups or its event names. An event noticed by one node goes through the backplane, so
+//! the operators connected to any node hear of it once; an event that every node notices by itself
+//! (a key's expiry, provider health adopted from the backplane) is told to this node's operators only.
+//! Before the hub is attached, local events are dropped: there is nobody to tell.
 
 use actix::prelude::*;
 use serde_json::{json, Value};
 
+use crate::backplane::{Backplane, Broadcast};
 use crate::ops::provider_health::ProviderHealthInfo;
 use crate::signalr::hub_actor::{HubActor, Outgoing, Target};
 use crate::virtual_keys::KeyInfo;
@@ -50,13 +53,14 @@ pub enum AdminEvent {
     KeyUpdated { info: KeyInfo, update_type: &'static str, details: Value, priority: Priority },
     /// A key was deleted.
     KeyDeleted { key_id: i64 },
-    /// A key reached its expiry time (its connections were just closed).
+    /// A key reached its expiry time (its connections were just closed). Every node notices it by
+    /// itself, so it is told to this node's operators only.
     KeyExpired { key_id: i64 },
     /// A key's spend crossed a threshold of its budget.
     SpendAlert { key_id: i64, threshold: u32, current_spend: f64, budget_limit: f64 },
     /// A key's connection cap refused a connection.
     ConnectionLimitReached { key_id: i64, limit: usize },
-    /// A provider's health changed.
+    /// A provider's health changed (on any node: told to this node's operators only).
     ProviderHealth(ProviderHealthInfo),
 }
 
@@ -66,9 +70,16 @@ pub enum AdminEvent {
 pub struct AttachHub(pub Addr<HubActor>);
 
 /// See the module documentation.
-#[derive(Default)]
 pub struct AdminNotifier {
+    backplane: Addr<Backplane>,
     hub: Option<Addr<HubActor>>,
+}
+
+impl AdminNotifier {
+    /// A notifier whose events reach every node through `backplane`.
+    pub fn new(backplane: Addr<Backplane>) -> Self {
+        AdminNotifier { backplane, hub: None }
+    }
 }
 
 impl Actor for AdminNotifier {
@@ -106,11 +117,26 @@ pub fn alert_kind(threshold: u32) -> (&'static str, &'static str) {
     }
 }
 
+impl AdminEvent {
+    /// Noticed by every node on its own (so each tells only its own operators), rather than by the one
+    /// node where it happened (which tells every node's operators through the backplane).
+    fn noticed_by_every_node(&self) -> bool {
+        matches!(self, AdminEvent::KeyExpired { .. } | AdminEvent::ProviderHealth(_))
+    }
+}
+
 impl Handler<AdminEvent> for AdminNotifier {
     type Result = ();
     fn handle(&mut self, event: AdminEvent, _: &mut Self::Context) {
-        let Some(hub) = &self.hub else { return };
-        let send = |to: Target, target: &str, arg: Value| hub.do_send(Outgoing::invocation(to, target, vec![arg]));
+        let local = event.noticed_by_every_node();
+        let send = |to: Target, target: &str, arg: Value| {
+            let path = crate::hubs::admin_notifications::PATH;
+            if !local {
+                self.backplane.do_send(Broadcast::invocation(path, to, target, vec![arg]));
+            } else if let Some(hub) = &self.hub {
+                hub.do_send(Outgoing::invocation(to, target, vec![arg]));
+            }
+        };
         let admins = || Target::Group(ADMINS_GROUP.to_string());
         match event {
             AdminEvent::KeyCreated(info) => send(admins(), "VirtualKeyCreated", json!(info)),

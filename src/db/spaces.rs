@@ -115,8 +115,8 @@ pub struct RunRow {
     pub completed_at: Option<i64>,
 }
 
-/// A stored stream event, replayed by seq.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+/// A stored stream event, replayed by seq. Serializable: the backplane carries it between nodes.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize, serde::Deserialize)]
 #[diesel(table_name = space_events)]
 pub struct EventRow {
     pub id: String,

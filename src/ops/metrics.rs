@@ -66,6 +66,12 @@ pub static CONNECTION_CAP_REFUSALS: Counter = Counter::new();
 pub static TASK_UPDATES_PUBLISHED: Counter = Counter::new();
 /// Failed Redis operations.
 pub static REDIS_ERRORS: Counter = Counter::new();
+/// Broadcasts this node appended to the backplane stream for the other nodes.
+pub static BACKPLANE_SENT: Counter = Counter::new();
+/// Broadcasts from other nodes delivered here.
+pub static BACKPLANE_RECEIVED: Counter = Counter::new();
+/// Broadcasts that reached this node only (Redis writer behind or unavailable).
+pub static BACKPLANE_DROPPED: Counter = Counter::new();
 
 /// Messages received from SignalR clients (decoded hub messages, pings included).
 pub static MESSAGES_IN: Counter = Counter::new();

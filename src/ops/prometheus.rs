@@ -198,6 +198,25 @@ pub async fn render(state: &AppState) -> String {
         "Failed Redis operations.",
         metrics::REDIS_ERRORS.get(),
     );
+    for (name, help, value) in [
+        (
+            "switchyard_backplane_sent_total",
+            "Broadcasts appended to the backplane for other nodes.",
+            metrics::BACKPLANE_SENT.get(),
+        ),
+        (
+            "switchyard_backplane_received_total",
+            "Broadcasts from other nodes delivered here.",
+            metrics::BACKPLANE_RECEIVED.get(),
+        ),
+        (
+            "switchyard_backplane_dropped_total",
+            "Broadcasts that reached this node only (Redis behind or unavailable).",
+            metrics::BACKPLANE_DROPPED.get(),
+        ),
+    ] {
+        single(&mut out, name, "counter", help, value);
+    }
     single(
         &mut out,
         "switchyard_uptime_seconds",

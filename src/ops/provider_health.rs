@@ -1,6 +1,7 @@
 //! The ProviderHealth actor: the health of every known provider (the simulated one and those named in
 //! `generation.providers`), computed from recent task outcomes or reported by workers. Operators see it
-//! on the admin hub; a change of status is pushed to them as `ProviderHealthUpdate`.
+//! on the admin hub; a change of status is pushed to them as `ProviderHealthUpdate`. A change noticed on
+//! one node goes through the backplane, so that every node's table, admins and navigation clients agree.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -8,6 +9,7 @@ use actix::prelude::*;
 use serde::Serialize;
 
 use crate::admin::notifier::{AdminEvent, AdminNotifier};
+use crate::backplane::{Backplane, Broadcast};
 
 /// The simulated provider's name.
 pub const SIMULATED: &str = "simulated";
@@ -45,7 +47,7 @@ impl HealthStatus {
 }
 
 /// One provider's health, the payload of `ProviderHealthStatus` and `ProviderHealthUpdate`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ProviderHealthInfo {
     pub provider: String,
@@ -64,13 +66,19 @@ struct Provider {
 pub struct ProviderHealth {
     providers: HashMap<String, Provider>,
     notifier: Addr<AdminNotifier>,
+    /// Where changes go first: every node (this one included) adopts them from there.
+    backplane: Addr<Backplane>,
     /// The navigation-state hub, told about every change too.
     navigation: Option<Addr<crate::signalr::HubActor>>,
 }
 
 impl ProviderHealth {
     /// Knows `names` from the start (each Healthy until told otherwise).
-    pub fn new(names: impl IntoIterator<Item = String>, notifier: Addr<AdminNotifier>) -> Self {
+    pub fn new(
+        names: impl IntoIterator<Item = String>,
+        notifier: Addr<AdminNotifier>,
+        backplane: Addr<Backplane>,
+    ) -> Self {
         let now = chrono::Utc::now().to_rfc3339();
         let providers = names
             .into_iter()
@@ -85,7 +93,7 @@ impl ProviderHealth {
                 (name.to_ascii_lowercase(), Provider { outcomes: VecDeque::new(), info })
             })
             .collect();
-        ProviderHealth { providers, notifier, navigation: None }
+        ProviderHealth { providers, notifier, backplane, navigation: None }
     }
 
     fn all(&self) -> Vec<ProviderHealthInfo> {
@@ -94,15 +102,12 @@ impl ProviderHealth {
         all
     }
 
-    /// Applies a change and pushes it to operators when the status (or reported details) moved.
+    /// Announces a change through the backplane when the status (or reported details) moved.
     fn changed(&mut self, name: &str, before: Option<ProviderHealthInfo>) {
         let Some(p) = self.providers.get(name) else { return };
         let moved = before.as_ref().is_none_or(|b| b.status != p.info.status || b.details != p.info.details);
         if moved {
-            self.notifier.do_send(AdminEvent::ProviderHealth(p.info.clone()));
-            if let Some(hub) = &self.navigation {
-                crate::hubs::navigation_state::provider_health_changed(hub, &p.info);
-            }
+            self.backplane.do_send(Broadcast::ProviderHealth { info: p.info.clone() });
         }
     }
 }
@@ -120,6 +125,26 @@ impl Handler<AttachNavigation> for ProviderHealth {
     type Result = ();
     fn handle(&mut self, msg: AttachNavigation, _: &mut Self::Context) {
         self.navigation = Some(msg.0);
+    }
+}
+
+/// A provider's health as the node that noticed the change computed it (this node included): the table
+/// takes it, and this node's operators and navigation clients are told.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Adopt(pub ProviderHealthInfo);
+
+impl Handler<Adopt> for ProviderHealth {
+    type Result = ();
+    fn handle(&mut self, msg: Adopt, _: &mut Self::Context) {
+        let info = msg.0;
+        // Only known providers: nodes share their configuration, and a stray name must not grow the table.
+        let Some(p) = self.providers.get_mut(&info.provider.to_ascii_lowercase()) else { return };
+        p.info = info.clone();
+        self.notifier.do_send(AdminEvent::ProviderHealth(info.clone()));
+        if let Some(hub) = &self.navigation {
+            crate::hubs::navigation_state::provider_health_changed(hub, &info);
+        }
     }
 }
 

@@ -10,8 +10,8 @@ use bytes::Bytes;
 use super::connection::{CloseConnection, Connection, Deliver};
 use super::protocol::{HubMessage, ProtocolKind, Value};
 
-/// Who a fan-out goes to.
-#[derive(Debug, Clone)]
+/// Who a fan-out goes to. Serializable: the backplane carries it between nodes.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Target {
     All,
     AllExcept(Vec<String>),

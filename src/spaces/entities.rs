@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use super::auth::authenticate_secret;
 use super::error::{parse_body, parse_query, SpacesError, SpacesResult};
 use super::{json_column, to_column};
+use crate::backplane::Broadcast;
 use crate::db::spaces::{self as repo, EntityChanges, EntityRow};
 use crate::db::{ms_to_rfc3339, now_ms};
 use crate::state::AppState;
@@ -199,7 +200,7 @@ pub(super) async fn delete(req: HttpRequest, id: web::Path<String>, state: web::
     }
     // Its memberships went with it: its live streams stop receiving those spaces at once.
     for space in spaces {
-        state.spaces.fanout.do_send(super::fanout::Revoke { space_id: space, entity_id: Some(id.to_string()) });
+        state.backplane.do_send(Broadcast::SpaceRevoked { space_id: space, entity_id: Some(id.to_string()) });
     }
     Ok(HttpResponse::Ok().json(json!({ "success": true })))
 }

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::auth::{authenticate, authenticate_secret};
 use super::entities::entity_json;
 use super::error::{parse_body, SpacesError, SpacesResult};
-use super::fanout::{Joined, Revoke};
+use crate::backplane::Broadcast;
 use crate::db::spaces::{self as repo, EventDraft, MembershipRow, SpaceWrite};
 use crate::db::{ms_to_rfc3339, now_ms};
 use crate::state::AppState;
@@ -68,11 +68,9 @@ pub(super) async fn add(
         return Ok(HttpResponse::Ok().json(json!({ "membership": membership_json(&existing) })));
     }
     // The entity's open streams start receiving the space before the joined event is written.
-    let _ = state
-        .spaces
-        .fanout
-        .send(Joined { space_id: id.to_string(), entity_id: entity.id.clone(), joined_at: row.joined_at })
-        .await;
+    let joined =
+        Broadcast::SpaceJoined { space_id: id.to_string(), entity_id: entity.id.clone(), joined_at: row.joined_at };
+    let _ = state.backplane.send(joined).await;
     let write = SpaceWrite {
         events: vec![member_event("smartSpace.member.joined", &row, &entity.entity_type)],
         ..SpaceWrite::default()
@@ -111,7 +109,8 @@ pub(super) async fn remove(
     repo::remove_member(&state.db, &space, &entity_id).await?;
     // Before the left event is written: from now on nothing of the space reaches the removed member (a
     // stream opened meanwhile was checked against the membership, which is gone).
-    let _ = state.spaces.fanout.send(Revoke { space_id: space.clone(), entity_id: Some(entity_id.clone()) }).await;
+    let revoked = Broadcast::SpaceRevoked { space_id: space.clone(), entity_id: Some(entity_id.clone()) };
+    let _ = state.backplane.send(revoked).await;
     let write =
         SpaceWrite { events: vec![member_event("smartSpace.member.left", &m, &entity_type)], ..SpaceWrite::default() };
     let (_, events) = repo::write(&state.db, &space, write).await?;

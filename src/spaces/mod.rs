@@ -89,9 +89,10 @@ pub fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// Hands stored events to the fan-out, which delivers them to the streams of their spaces.
+/// Hands stored events to the fan-out of every node (through the backplane), which delivers them to
+/// the streams of their spaces.
 pub fn publish(state: &crate::state::AppState, events: Vec<EventRow>) {
     if !events.is_empty() {
-        state.spaces.fanout.do_send(fanout::Publish(events));
+        state.backplane.do_send(crate::backplane::Broadcast::SpaceEvents { events });
     }
 }

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use super::auth::{authenticate, authenticate_secret, Caller};
 use super::error::{parse_body, parse_query, SpacesError, SpacesResult};
 use super::{json_column, to_column};
+use crate::backplane::Broadcast;
 use crate::db::spaces::{self as repo, SpaceChanges, SpaceRow};
 use crate::db::{ms_to_rfc3339, now_ms};
 use crate::state::AppState;
@@ -110,6 +111,6 @@ pub(super) async fn delete(req: HttpRequest, id: web::Path<String>, state: web::
         return Err(SpacesError::not_found("SmartSpace not found"));
     }
     // Every stream of the space stops at once.
-    state.spaces.fanout.do_send(super::fanout::Revoke { space_id: id.to_string(), entity_id: None });
+    state.backplane.do_send(Broadcast::SpaceRevoked { space_id: id.to_string(), entity_id: None });
     Ok(HttpResponse::Ok().json(json!({ "success": true })))
 }

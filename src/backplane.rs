@@ -1,0 +1,341 @@
+//! The Backplane: the one seam that every cluster-wide fan-out goes through. Examples are admin events,
+//! provider health, and the spaces gateway's events, joins and revocations. Anything that only one node
+//! notices, but that connections on every node must see, is sent here as a [`Broadcast`].
+//!
+//! The Backplane delivers a broadcast to this node's actors at once. When Redis is configured, it also
+//! appends the broadcast to a shared Redis stream. Every other node follows that stream and delivers
+//! the broadcast to its own actors. Connections stay in their node's actors; only broadcasts cross.
+//! Without Redis, the Backplane is purely local and costs one actor hop.
+//!
+//! Why a stream and not PUBLISH: a node whose Redis connection drops for a moment resumes from the
+//! last entry it read. With PUBLISH it would silently miss what was sent meanwhile. The stream is
+//! trimmed to a bounded length.
+//!
+//! Task updates do not come through here. Every node already follows their own stream
+//! (`generation::progress`), so those updates need no second hop.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use actix::prelude::*;
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::db::spaces::EventRow;
+use crate::groups::{CloseAll, ConnectionGroups};
+use crate::ops::metrics;
+use crate::ops::provider_health::{Adopt, ProviderHealth, ProviderHealthInfo};
+use crate::signalr::hub_actor::{HubActor, Outgoing, Target};
+use crate::spaces::fanout::{self, SpaceFanout};
+
+/// How many broadcasts may wait for the Redis writer before new ones are dropped (and counted).
+const OUTBOUND_CAPACITY: usize = 65_536;
+/// Broadcasts appended to Redis in one round trip.
+const WRITE_BATCH: usize = 256;
+/// Approximate length the shared stream is trimmed to. A node that lags further behind than this
+/// loses the oldest entries.
+const STREAM_MAX_LEN: usize = 100_000;
+
+/// Something every node must deliver to its own connections.
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "()")]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum Broadcast {
+    /// An invocation of `target` on some clients of the hub served at the path `hub`.
+    #[serde(rename_all = "camelCase")]
+    HubInvocation { hub: String, to: Target, target: String, arguments: Vec<serde_json::Value> },
+    /// Stored events of spaces, for the streams of those spaces.
+    #[serde(rename_all = "camelCase")]
+    SpaceEvents { events: Vec<EventRow> },
+    /// An entity joined a space: its entity streams start receiving that space.
+    #[serde(rename_all = "camelCase")]
+    SpaceJoined { space_id: String, entity_id: String, joined_at: i64 },
+    /// A space is taken away from one entity's streams, or from every stream (`entity_id: None`).
+    #[serde(rename_all = "camelCase")]
+    SpaceRevoked { space_id: String, entity_id: Option<String> },
+    /// A provider's health changed on some node.
+    #[serde(rename_all = "camelCase")]
+    ProviderHealth { info: ProviderHealthInfo },
+    /// Every connection of a principal (e.g. a key just disabled) is closed with `reason`.
+    #[serde(rename_all = "camelCase")]
+    ClosePrincipal { principal: String, reason: String },
+}
+
+impl Broadcast {
+    /// An invocation of `target` with `arguments` on the clients `to` of the hub at `hub`.
+    pub fn invocation(hub: &str, to: Target, target: &str, arguments: Vec<serde_json::Value>) -> Self {
+        Broadcast::HubInvocation { hub: hub.to_string(), to, target: target.to_string(), arguments }
+    }
+}
+
+/// Makes this node's actors the local destinations of broadcasts.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub enum Attach {
+    /// The hub served at a path.
+    Hub(String, Addr<HubActor>),
+    /// The spaces gateway's fan-out directory.
+    Spaces(Addr<SpaceFanout>),
+    /// The provider health table.
+    ProviderHealth(Addr<ProviderHealth>),
+    /// The per-principal connection groups.
+    Groups(Addr<ConnectionGroups>),
+}
+
+/// A broadcast that arrived from another node through Redis.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Remote(Broadcast);
+
+/// See the module documentation.
+pub struct Backplane {
+    node_id: String,
+    redis: Option<(deadpool_redis::Pool, String)>,
+    outbound: Option<mpsc::Sender<String>>,
+    hubs: HashMap<String, Addr<HubActor>>,
+    spaces: Option<Addr<SpaceFanout>>,
+    provider_health: Option<Addr<ProviderHealth>>,
+    groups: Option<Addr<ConnectionGroups>>,
+}
+
+impl Backplane {
+    /// A backplane for node `node_id`. With `redis` (a pool and the stream's full key), broadcasts also
+    /// reach every node that follows the same stream.
+    pub fn new(node_id: impl Into<String>, redis: Option<(deadpool_redis::Pool, String)>) -> Self {
+        Backplane {
+            node_id: node_id.into(),
+            redis,
+            outbound: None,
+            hubs: HashMap::new(),
+            spaces: None,
+            provider_health: None,
+            groups: None,
+        }
+    }
+
+    /// Hands a broadcast to this node's actors. The returned future resolves once the actors that
+    /// must act before the sender goes on (joins and revocations) have done so.
+    fn deliver_locally(&self, broadcast: Broadcast) -> BoxFuture<'static, ()> {
+        match broadcast {
+            Broadcast::HubInvocation { hub, to, target, arguments } => {
+                if let Some(addr) = self.hubs.get(&hub) {
+                    let arguments = arguments.into_iter().map(Into::into).collect();
+                    addr.do_send(Outgoing::invocation(to, &target, arguments));
+                }
+            }
+            Broadcast::SpaceEvents { events } => {
+                if let Some(spaces) = &self.spaces {
+                    spaces.do_send(fanout::Publish(events));
+                }
+            }
+            Broadcast::SpaceJoined { space_id, entity_id, joined_at } => {
+                if let Some(spaces) = &self.spaces {
+                    let done = spaces.send(fanout::Joined { space_id, entity_id, joined_at });
+                    return async move {
+                        let _ = done.await;
+                    }
+                    .boxed();
+                }
+            }
+            Broadcast::SpaceRevoked { space_id, entity_id } => {
+                if let Some(spaces) = &self.spaces {
+                    let done = spaces.send(fanout::Revoke { space_id, entity_id });
+                    return async move {
+                        let _ = done.await;
+                    }
+                    .boxed();
+                }
+            }
+            Broadcast::ProviderHealth { info } => {
+                if let Some(health) = &self.provider_health {
+                    health.do_send(Adopt(info));
+                }
+            }
+            Broadcast::ClosePrincipal { principal, reason } => {
+                if let Some(groups) = &self.groups {
+                    groups.do_send(CloseAll { key: principal, reason });
+                }
+            }
+        }
+        futures_util::future::ready(()).boxed()
+    }
+}
+
+impl Actor for Backplane {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(65_536);
+        if let Some((pool, stream)) = self.redis.clone() {
+            let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
+            self.outbound = Some(tx);
+            actix::spawn(write_stream(pool.clone(), stream.clone(), self.node_id.clone(), rx));
+            ctx.spawn(read_stream(pool, stream, self.node_id.clone(), ctx.address()).into_actor(self));
+        }
+    }
+}
+
+impl Handler<Attach> for Backplane {
+    type Result = ();
+    fn handle(&mut self, msg: Attach, _: &mut Self::Context) {
+        match msg {
+            Attach::Hub(path, addr) => {
+                self.hubs.insert(path, addr);
+            }
+            Attach::Spaces(addr) => self.spaces = Some(addr),
+            Attach::ProviderHealth(addr) => self.provider_health = Some(addr),
+            Attach::Groups(addr) => self.groups = Some(addr),
+        }
+    }
+}
+
+impl Handler<Broadcast> for Backplane {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, msg: Broadcast, _: &mut Self::Context) -> Self::Result {
+        if let Some(outbound) = &self.outbound {
+            match serde_json::to_string(&msg) {
+                Ok(payload) => {
+                    if outbound.try_send(payload).is_err() {
+                        metrics::BACKPLANE_DROPPED.inc();
+                        tracing::warn!("backplane: Redis writer is behind; a broadcast reaches this node only");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "backplane: cannot encode a broadcast"),
+            }
+        }
+        self.deliver_locally(msg)
+    }
+}
+
+impl Handler<Remote> for Backplane {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, msg: Remote, _: &mut Self::Context) -> Self::Result {
+        metrics::BACKPLANE_RECEIVED.inc();
+        self.deliver_locally(msg.0)
+    }
+}
+
+/// Appends queued broadcasts to the stream, in the order they were sent, a batch per round trip.
+async fn write_stream(pool: deadpool_redis::Pool, stream: String, node_id: String, mut rx: mpsc::Receiver<String>) {
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    while rx.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+        let mut attempt = 0u64;
+        loop {
+            match append(&pool, &stream, &node_id, &batch).await {
+                Ok(()) => {
+                    metrics::BACKPLANE_SENT.add(batch.len() as u64);
+                    break;
+                }
+                Err(e) if attempt < 3 => {
+                    metrics::REDIS_ERRORS.inc();
+                    tracing::warn!(error = %e, "backplane: append failed, retrying");
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                }
+                Err(e) => {
+                    metrics::REDIS_ERRORS.inc();
+                    metrics::BACKPLANE_DROPPED.add(batch.len() as u64);
+                    tracing::error!(error = %e, dropped = batch.len(), "backplane: Redis unavailable; broadcasts reached this node only");
+                    break;
+                }
+            }
+        }
+        batch.clear();
+    }
+}
+
+async fn append(pool: &deadpool_redis::Pool, stream: &str, node_id: &str, batch: &[String]) -> Result<(), String> {
+    let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+    let mut pipe = deadpool_redis::redis::pipe();
+    for payload in batch {
+        pipe.cmd("XADD")
+            .arg(stream)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(STREAM_MAX_LEN)
+            .arg("*")
+            .arg("node")
+            .arg(node_id)
+            .arg("msg")
+            .arg(payload)
+            .ignore();
+    }
+    pipe.query_async::<()>(&mut conn).await.map_err(|e| e.to_string())
+}
+
+/// Follows the stream from its end, forever. It hands other nodes' broadcasts to the actor and
+/// reconnects after failures, without losing its place.
+async fn read_stream(pool: deadpool_redis::Pool, stream: String, node_id: String, me: Addr<Backplane>) {
+    use deadpool_redis::redis::streams::{StreamReadOptions, StreamReadReply};
+    use deadpool_redis::redis::AsyncCommands;
+    let mut last_id = "$".to_string();
+    loop {
+        let mut conn = match pool.get().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::warn!(error = %e, "backplane: Redis unavailable, retrying");
+                metrics::REDIS_ERRORS.inc();
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        loop {
+            let options = StreamReadOptions::default().block(1000).count(500);
+            let reply: Result<StreamReadReply, _> =
+                conn.xread_options(&[stream.as_str()], &[last_id.as_str()], &options).await;
+            match reply {
+                Ok(reply) => {
+                    for key in reply.keys {
+                        for entry in key.ids {
+                            last_id = entry.id.clone();
+                            let from: Option<String> = entry.get("node");
+                            if from.as_deref() == Some(node_id.as_str()) {
+                                continue;
+                            }
+                            let payload: Option<String> = entry.get("msg");
+                            match payload.as_deref().map(serde_json::from_str::<Broadcast>) {
+                                Some(Ok(broadcast)) => me.do_send(Remote(broadcast)),
+                                _ => tracing::warn!(id = %entry.id, "backplane: unreadable entry skipped"),
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "backplane: read failed, reconnecting");
+                    metrics::REDIS_ERRORS.inc();
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broadcasts_survive_the_wire() {
+        let sent = Broadcast::invocation(
+            "/hubs/admin-notifications",
+            Target::Group("admins".into()),
+            "VirtualKeyCreated",
+            vec![serde_json::json!({"id": 7})],
+        );
+        let text = serde_json::to_string(&sent).unwrap();
+        let back: Broadcast = serde_json::from_str(&text).unwrap();
+        match back {
+            Broadcast::HubInvocation { hub, to: Target::Group(group), target, arguments } => {
+                assert_eq!(hub, "/hubs/admin-notifications");
+                assert_eq!(group, "admins");
+                assert_eq!(target, "VirtualKeyCreated");
+                assert_eq!(arguments, vec![serde_json::json!({"id": 7})]);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(serde_json::from_str::<Broadcast>(r#"{"kind":"nope"}"#).is_err());
+    }
+}
