@@ -121,7 +121,6 @@ impl Backplane {
         match broadcast {
             Broadcast::HubInvocation { hub, to, target, arguments } => {
                 if let Some(addr) = self.hubs.get(&hub) {
-                    let arguments = arguments.into_iter().map(Into::into).collect();
                     addr.do_send(Outgoing::invocation(to, &target, arguments));
                 }
             }

@@ -102,7 +102,7 @@ async fn client_result(path: web::Path<String>, hub: web::Data<HubEndpoint>) -> 
     let (reply, result) = tokio::sync::oneshot::channel();
     conn.do_send(crate::signalr::connection::InvokeClient { target: "Result".into(), args: vec![], reply });
     match tokio::time::timeout(Duration::from_secs(30), result).await {
-        Ok(Ok(Ok(serde_json::Value::String(s)))) => HttpResponse::Ok().body(s),
+        Ok(Ok(Ok(crate::signalr::protocol::Value::String(s)))) => HttpResponse::Ok().body(s),
         Ok(Ok(Ok(value))) => HttpResponse::Ok().body(value.to_string()),
         Ok(Ok(Err(error))) => HttpResponse::Ok().body(error),
         _ => HttpResponse::Ok().body("Client did not answer"),

@@ -4,11 +4,14 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use futures_util::future::LocalBoxFuture;
 use futures_util::stream::{self, StreamExt};
-use serde_json::{json, Value};
+use serde::Deserialize;
 
 use crate::signalr::hub::{Call, Hub, HubContext, HubError, HubReply, MethodInfo};
+use crate::signalr::protocol::value::Bytes;
+use crate::signalr::protocol::Value;
 
 /// See the module documentation.
 pub struct TestHub;
@@ -36,12 +39,65 @@ const METHODS: &[MethodInfo] = &[
     MethodInfo::unary("SendSequence", 2),
 ];
 
+/// ASP.NET's `CustomObject` (`SendCustomObject`). Bound like a .NET parameter: missing members take their
+/// defaults and unknown ones are dropped; sent back with its members' own names on both protocols (the
+/// functional test server turns JSON's camelCase naming off).
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct CustomObject {
+    name: Option<String>,
+    value: i32,
+}
+
+impl From<CustomObject> for Value {
+    fn from(o: CustomObject) -> Value {
+        Value::object([("Name", Value::from(o.name)), ("Value", Value::from(o.value))])
+    }
+}
+
+/// ASP.NET's `ComplexObject` (`EchoComplexObject`, `SendComplexObject`): its `byte[]` travels as MessagePack
+/// `bin` or a base64 string, its `DateTime` as a MessagePack timestamp or an ISO-8601 string.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct ComplexObject {
+    string: Option<String>,
+    int_array: Option<Vec<i32>>,
+    byte_array: Option<Bytes>,
+    guid: uuid::Uuid,
+    date_time: DateTime<Utc>,
+}
+
+impl Default for ComplexObject {
+    fn default() -> Self {
+        ComplexObject {
+            string: None,
+            int_array: None,
+            byte_array: None,
+            guid: uuid::Uuid::nil(),
+            // .NET's default(DateTime): 0001-01-01T00:00:00.
+            date_time: DateTime::from_timestamp(-62_135_596_800, 0).unwrap_or_default(),
+        }
+    }
+}
+
+impl From<ComplexObject> for Value {
+    fn from(o: ComplexObject) -> Value {
+        Value::object([
+            ("String", Value::from(o.string)),
+            ("IntArray", Value::from(o.int_array.map(|a| a.into_iter().map(Value::from).collect::<Vec<_>>()))),
+            ("ByteArray", Value::from(o.byte_array)),
+            ("Guid", Value::from(o.guid.to_string())),
+            ("DateTime", Value::from(o.date_time)),
+        ])
+    }
+}
+
 /// Tells the caller its infinite stream was cancelled, when the stream is dropped.
 struct CancelNotice(HubContext);
 
 impl Drop for CancelNotice {
     fn drop(&mut self) {
-        self.0.send_caller("StreamCanceled", vec![]);
+        self.0.send_caller("StreamCanceled", Vec::<Value>::new());
     }
 }
 
@@ -58,10 +114,10 @@ impl Hub for TestHub {
             let ctx = call.ctx.clone();
             match call.method {
                 "Echo" => Ok(HubReply::Value(Value::String(call.arg::<String>(0)?))),
-                "GetCallerConnectionId" => Ok(HubReply::Value(json!(ctx.connection_id.as_ref()))),
+                "GetCallerConnectionId" => Ok(HubReply::Value(Value::from(ctx.connection_id.as_ref()))),
                 "GetNumRedirects" => {
                     let n = ctx.request.query.get("numRedirects").and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
-                    Ok(HubReply::Value(json!(n)))
+                    Ok(HubReply::Value(Value::from(n)))
                 }
                 "ThrowException" => Err(HubError::internal("InvalidOperationException", call.arg::<String>(0)?)),
                 "InvokeWithString" => {
@@ -69,10 +125,12 @@ impl Hub for TestHub {
                     Ok(HubReply::Void)
                 }
                 "SendCustomObject" => {
-                    ctx.send_caller("CustomObject", vec![call.arg::<Value>(0)?]);
+                    ctx.send_caller("CustomObject", vec![call.arg::<CustomObject>(0)?]);
                     Ok(HubReply::Void)
                 }
-                "Stream" => Ok(HubReply::Stream(stream::iter(["a", "b", "c"].map(|s| Ok(json!(s)))).boxed_local())),
+                "Stream" => {
+                    Ok(HubReply::Stream(stream::iter(["a", "b", "c"].map(|s| Ok(Value::from(s)))).boxed_local()))
+                }
                 "InfiniteStream" => {
                     let notice = cancel_notice;
                     Ok(HubReply::Stream(
@@ -99,29 +157,30 @@ impl Hub for TestHub {
                 }
                 "EmptyStream" => Ok(HubReply::Stream(stream::empty().boxed_local())),
                 "StreamThrowException" => Err(HubError::internal("InvalidOperationException", call.arg::<String>(0)?)),
-                "GetActiveTransportName" => Ok(HubReply::Value(json!(ctx.transport))),
-                "EchoComplexObject" => Ok(HubReply::Value(call.arg::<Value>(0)?)),
-                "SendComplexObject" => Ok(HubReply::Value(json!({
-                    "byteArray": "AQID",
-                    "dateTime": "2000-01-01T00:00:00Z",
-                    "guid": "00010203-0405-0607-0706-050403020100",
-                    "intArray": [1, 2, 3],
-                    "string": "hello world",
-                }))),
+                "GetActiveTransportName" => Ok(HubReply::Value(Value::from(ctx.transport))),
+                "EchoComplexObject" => Ok(HubReply::Value(call.arg::<ComplexObject>(0)?.into())),
+                "SendComplexObject" => Ok(HubReply::Value(
+                    ComplexObject {
+                        string: Some("hello world".into()),
+                        int_array: Some(vec![1, 2, 3]),
+                        byte_array: Some(Bytes(vec![1, 2, 3])),
+                        guid: uuid::Uuid::from_u128(0x0001_0203_0405_0607_0706_0504_0302_0100),
+                        date_time: DateTime::from_timestamp(946_684_800, 0).unwrap_or_default(), // 2000-01-01T00:00:00Z
+                    }
+                    .into(),
+                )),
                 "GetContentTypeHeader" => Ok(HubReply::Value(header(&ctx, "content-type"))),
                 "GetHeader" => Ok(HubReply::Value(header(&ctx, &call.arg::<String>(0)?))),
                 "GetCookie" => {
                     let name = call.arg::<String>(0)?;
-                    Ok(HubReply::Value(ctx.request.cookies.get(&name).map(|v| json!(v)).unwrap_or(Value::Null)))
+                    Ok(HubReply::Value(Value::from(ctx.request.cookies.get(&name).map(String::as_str))))
                 }
-                "GetUserNameIdentifier" => {
-                    Ok(HubReply::Value(ctx.user.as_ref().map(|u| json!(u.name)).unwrap_or(Value::Null)))
-                }
+                "GetUserNameIdentifier" => Ok(HubReply::Value(Value::from(ctx.user.as_ref().map(|u| u.name.as_str())))),
                 "GetUserClaim" => {
                     let claim = call.arg::<String>(0)?;
-                    Ok(HubReply::Value(
-                        ctx.user.as_ref().and_then(|u| u.claims.get(&claim)).map(|v| json!(v)).unwrap_or(Value::Null),
-                    ))
+                    Ok(HubReply::Value(Value::from(
+                        ctx.user.as_ref().and_then(|u| u.claims.get(&claim)).map(String::as_str),
+                    )))
                 }
                 "SendSequence" => {
                     // Not in ASP.NET's TestHub: numbered events at a steady pace, to prove that a stateful
@@ -129,7 +188,7 @@ impl Hub for TestHub {
                     let count = call.arg::<u64>(0)?.min(100_000);
                     let interval = std::time::Duration::from_millis(call.arg::<u64>(1)?.min(10_000));
                     for i in 1..=count {
-                        ctx.send_caller("Seq", vec![json!(i)]);
+                        ctx.send_caller("Seq", vec![Value::from(i)]);
                         if !interval.is_zero() {
                             tokio::time::sleep(interval).await;
                         }
@@ -144,5 +203,5 @@ impl Hub for TestHub {
 
 fn header(ctx: &HubContext, name: &str) -> Value {
     let name = name.to_ascii_lowercase();
-    ctx.request.headers.get(&name).map(|v| json!(v)).unwrap_or(Value::Null)
+    Value::from(ctx.request.headers.get(&name).map(String::as_str))
 }

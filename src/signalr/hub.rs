@@ -120,9 +120,12 @@ pub enum HubReply {
 }
 
 impl HubReply {
-    /// A serialisable value as a reply.
+    /// A serialisable value as a reply (through its JSON form: build a [`Value`] directly for bytes
+    /// and instants).
     pub fn value<T: Serialize>(value: T) -> Result<HubReply, HubError> {
-        serde_json::to_value(value).map(HubReply::Value).map_err(|e| HubError::internal("JsonException", e.to_string()))
+        serde_json::to_value(value)
+            .map(|v| HubReply::Value(v.into()))
+            .map_err(|e| HubError::internal("JsonException", e.to_string()))
     }
 }
 
@@ -175,13 +178,15 @@ pub struct RequestInfo {
 
 impl HubContext {
     /// Sends an invocation to the caller. It goes straight to the caller's mailbox, so it reaches the client
-    /// before the completion of the method that sent it, as in ASP.NET.
-    pub fn send_caller(&self, target: &str, args: Vec<Value>) {
+    /// before the completion of the method that sent it, as in ASP.NET. Arguments are hub [`Value`]s or
+    /// anything that converts into them (`serde_json::Value` included).
+    pub fn send_caller<V: Into<Value>>(&self, target: &str, args: Vec<V>) {
+        let args = args.into_iter().map(Into::into).collect();
         self.caller.do_send(super::connection::Emit(super::protocol::HubMessage::invocation(target, args)));
     }
 
     /// Sends an invocation to clients chosen by `to`.
-    pub fn send(&self, to: Target, target: &str, args: Vec<Value>) {
+    pub fn send<V: Into<Value>>(&self, to: Target, target: &str, args: Vec<V>) {
         self.hub.do_send(Outgoing::invocation(to, target, args));
     }
 
@@ -204,7 +209,8 @@ impl HubContext {
     }
 
     /// Invokes a method on the caller and waits for its result (a client result).
-    pub async fn invoke_caller(&self, target: &str, args: Vec<Value>) -> Result<Value, String> {
+    pub async fn invoke_caller<V: Into<Value>>(&self, target: &str, args: Vec<V>) -> Result<Value, String> {
+        let args = args.into_iter().map(Into::into).collect();
         let (reply, result) = tokio::sync::oneshot::channel();
         self.connection
             .send(super::connection::InvokeClient { target: target.to_string(), args, reply })
@@ -228,10 +234,11 @@ pub struct Call {
 }
 
 impl Call {
-    /// Argument `i` as `T`; a mismatch is a binding error, reported as ASP.NET reports it.
+    /// Argument `i` as `T`, from either protocol's shape (see [`Value`]'s `Deserializer`); a mismatch is a
+    /// binding error, reported as ASP.NET reports it.
     pub fn arg<T: DeserializeOwned>(&self, i: usize) -> Result<T, HubError> {
         let value = self.args.get(i).cloned().unwrap_or(Value::Null);
-        serde_json::from_value(value).map_err(|_| {
+        value.decode().map_err(|_| {
             HubError::Binding(
                 "Error binding arguments. Make sure that the types of the provided values match the types of the hub method being invoked."
                     .into(),

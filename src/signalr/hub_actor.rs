@@ -207,9 +207,9 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
-    /// An invocation of `target` on the chosen clients.
-    pub fn invocation(to: Target, target: &str, args: Vec<Value>) -> Self {
-        Outgoing { to, message: HubMessage::invocation(target, args) }
+    /// An invocation of `target` on the chosen clients; arguments convert once here, not per recipient.
+    pub fn invocation<V: Into<Value>>(to: Target, target: &str, args: Vec<V>) -> Self {
+        Outgoing { to, message: HubMessage::invocation(target, args.into_iter().map(Into::into).collect()) }
     }
 }
 

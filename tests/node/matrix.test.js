@@ -88,17 +88,93 @@ for (const combo of COMBOS.filter((c) => !only || c.name.includes(only))) {
       }
     });
 
-    test("structured objects round-trip (SendCustomObject, EchoComplexObject)", async () => {
-      const got = deferred();
-      connection.on("CustomObject", (o) => got.resolve(o));
-      try {
-        await connection.send("SendCustomObject", { Name: "test", Value: 42 });
-        assert.deepEqual(await within(got.promise, 5000, "the CustomObject event"), { Name: "test", Value: 42 });
-      } finally {
-        connection.off("CustomObject");
+    // ASP.NET's functional-test server binds these to .NET types and sends them back with their members'
+    // own (PascalCase) names on both protocols; byte[] and DateTime travel as base64 / ISO-8601 strings in
+    // JSON and as MessagePack bin / timestamps, which the msgpack client turns into Uint8Array / Date.
+    const msgpack = combo.protocol === "messagepack";
+    const bytes = (array, base64) => (msgpack ? new Uint8Array(array) : base64);
+    const instant = (ms, iso) => (msgpack ? new Date(ms) : iso);
+
+    test("SendCustomObject sends back the bound CustomObject (official: structural object)", async () => {
+      for (const [sent, expected] of [
+        [{ Name: "test", Value: 42 }, { Name: "test", Value: 42 }],
+        // Bound like a .NET parameter: unknown members dropped, missing ones take their defaults.
+        [{ Name: "partial", Extra: [1, 2] }, { Name: "partial", Value: 0 }],
+      ]) {
+        const got = deferred();
+        connection.on("CustomObject", (o) => got.resolve(o));
+        try {
+          await connection.send("SendCustomObject", sent);
+          assert.deepEqual(await within(got.promise, 5000, "the CustomObject event"), expected);
+        } finally {
+          connection.off("CustomObject");
+        }
       }
-      const complex = { String: "hello", IntArray: [1, 2, 3], Nested: { a: null, b: true, c: 1.5 } };
-      assert.deepEqual(await connection.invoke("EchoComplexObject", complex), complex);
+    });
+
+    test("EchoComplexObject returns the object unchanged (official: can handle different types)", async () => {
+      const complexObject = {
+        ByteArray: bytes([0x68, 0x65, 0x6c, 0x6c, 0x6f], "aGVsbG8="),
+        DateTime: instant(Date.UTC(2002, 3, 1, 10, 20, 15), "2002-04-01T10:20:15Z"),
+        Guid: "00010203-0405-0607-0706-050403020100",
+        IntArray: [0x01, 0x02, 0x03, 0xff],
+        String: "Hello, World!",
+      };
+      const value = await connection.invoke("EchoComplexObject", complexObject);
+      assert.deepEqual(value, complexObject);
+      if (msgpack) {
+        assert.ok(value.ByteArray instanceof Uint8Array, "byte[] arrives as a Uint8Array");
+        assert.ok(value.DateTime instanceof Date, "DateTime arrives as a Date");
+      }
+    });
+
+    test("EchoComplexObject keeps milliseconds, early dates and larger byte arrays", async () => {
+      const big = Array.from({ length: 1000 }, (_, i) => i % 256);
+      for (const [ms, iso] of [
+        [Date.UTC(2002, 3, 1, 10, 20, 15, 123), "2002-04-01T10:20:15.123Z"], // MessagePack timestamp 64
+        [Date.UTC(1969, 11, 31, 23, 59, 59, 500), "1969-12-31T23:59:59.5Z"], // timestamp 96 (before 1970)
+        [Date.UTC(2200, 0, 1), "2200-01-01T00:00:00Z"], // seconds past 32 bits
+      ]) {
+        const complexObject = {
+          ByteArray: bytes(big, Buffer.from(big).toString("base64")),
+          DateTime: instant(ms, iso),
+          Guid: "00010203-0405-0607-0706-050403020100",
+          IntArray: [-1, 2147483647],
+          String: "",
+        };
+        assert.deepEqual(await connection.invoke("EchoComplexObject", complexObject), complexObject, iso);
+      }
+    });
+
+    test("EchoComplexObject binds like .NET: missing members default, wrong types are a binding error", async () => {
+      const value = await connection.invoke("EchoComplexObject", { String: "only this", Unknown: true });
+      assert.equal(value.String, "only this");
+      assert.equal(value.IntArray, null);
+      assert.equal(value.ByteArray, null);
+      assert.equal(value.Guid, "00000000-0000-0000-0000-000000000000");
+      assert.equal("Unknown" in value, false);
+      await assert.rejects(connection.invoke("EchoComplexObject", { IntArray: "not an array" }), {
+        message:
+          "Failed to invoke 'EchoComplexObject' due to an error on the server. InvalidDataException: Error binding arguments. Make sure that the types of the provided values match the types of the hub method being invoked.",
+      });
+    });
+
+    test("SendComplexObject returns ASP.NET's object (official: can receive different types)", async () => {
+      const value = await connection.invoke("SendComplexObject");
+      assert.deepEqual(value, {
+        ByteArray: bytes([0x1, 0x2, 0x3], "AQID"),
+        DateTime: instant(Date.UTC(2000, 0, 1), "2000-01-01T00:00:00Z"),
+        Guid: "00010203-0405-0607-0706-050403020100",
+        IntArray: [0x01, 0x02, 0x03],
+        String: "hello world",
+      });
+      if (msgpack) {
+        assert.ok(value.ByteArray instanceof Uint8Array, "byte[] arrives as a Uint8Array");
+        assert.ok(value.DateTime instanceof Date, "DateTime arrives as a Date");
+      } else {
+        assert.equal(typeof value.ByteArray, "string");
+        assert.equal(typeof value.DateTime, "string");
+      }
     });
 
     test("a server exception becomes the exact detailed error", async () => {

@@ -214,7 +214,12 @@ impl MessageDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::signalr::protocol::Value;
+
+    /// `serde_json::json!`, as a hub [`Value`].
+    macro_rules! json {
+        ($($t:tt)*) => { Value::from(serde_json::json!($($t)*)) };
+    }
 
     #[test]
     fn text_records() {

@@ -5,9 +5,11 @@
 
 use std::ops::RangeInclusive;
 
+use serde_json::Value;
+
 use super::framing::RECORD_SEPARATOR;
 use super::json::token_name;
-use super::{ProtocolError, ProtocolKind, Value};
+use super::{ProtocolError, ProtocolKind};
 
 /// Protocol versions accepted for both protocols: ASP.NET accepts any version up to its
 /// current one (2), and some clients (signalrcore) send 0.

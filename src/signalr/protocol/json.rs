@@ -4,7 +4,7 @@
 //! clients see familiar bytes. Decoding accepts any field order, ignores unknown fields and
 //! reports wrong field types with ASP.NET's error texts.
 
-use serde_json::Map;
+use serde_json::{Map, Value as Json};
 
 use super::framing::RECORD_SEPARATOR;
 use super::message::message_type as mt;
@@ -136,9 +136,9 @@ fn write_value<T: serde::Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Re
 /// Decodes one JSON record (without its 0x1E). `Ok(None)` for an unknown message type, which
 /// the caller must ignore ("future protocol changes can add message types").
 pub fn decode(payload: &[u8]) -> Result<Option<HubMessage>, ProtocolError> {
-    let root: Value = serde_json::from_slice(payload).map_err(ProtocolError::Json)?;
+    let root: Json = serde_json::from_slice(payload).map_err(ProtocolError::Json)?;
     let mut obj = match root {
-        Value::Object(map) => map,
+        Json::Object(map) => map,
         other => {
             return Err(invalid(format!(
                 "Unexpected JSON Token Type '{}'. Expected a JSON Object.",
@@ -150,7 +150,7 @@ pub fn decode(payload: &[u8]) -> Result<Option<HubMessage>, ProtocolError> {
     // Like ASP.NET, every known property is type-checked whatever the message type.
     let msg_type = match obj.get("type") {
         None => None,
-        Some(Value::Number(n)) => {
+        Some(Json::Number(n)) => {
             Some(n.as_i64().and_then(|v| i32::try_from(v).ok()).ok_or_else(|| expected("type", "Number"))?)
         }
         Some(_) => return Err(expected("type", "Number")),
@@ -160,25 +160,25 @@ pub fn decode(payload: &[u8]) -> Result<Option<HubMessage>, ProtocolError> {
     let error = take_string(&mut obj, "error")?;
     let allow_reconnect = match obj.get("allowReconnect") {
         None => false,
-        Some(Value::Bool(b)) => *b,
+        Some(Json::Bool(b)) => *b,
         Some(_) => return Err(invalid("Expected 'allowReconnect' to be true or false.")),
     };
     let stream_ids = take_stream_ids(&mut obj)?;
     let arguments = match obj.remove("arguments") {
         None => None,
-        Some(Value::Array(a)) => Some(a),
+        Some(Json::Array(a)) => Some(a.into_iter().map(Value::from).collect()),
         Some(_) => return Err(expected("arguments", "Array")),
     };
     let headers = take_headers(&mut obj)?;
     let sequence_id = match obj.get("sequenceId") {
-        None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => {
+        None | Some(Json::Null) => None,
+        Some(Json::Number(n)) => {
             Some(n.as_u64().ok_or_else(|| invalid("Expected 'sequenceId' to be a non-negative integer."))?)
         }
         Some(_) => return Err(expected("sequenceId", "Number")),
     };
-    let result = obj.remove("result");
-    let item = obj.remove("item");
+    let result = obj.remove("result").map(Value::from);
+    let item = obj.remove("item").map(Value::from);
 
     let Some(msg_type) = msg_type else {
         return Err(missing("type"));
@@ -250,37 +250,37 @@ fn missing(prop: &str) -> ProtocolError {
 }
 
 /// Token name as System.Text.Json reports it in ASP.NET's messages.
-pub(crate) fn token_name(v: &Value) -> &'static str {
+pub(crate) fn token_name(v: &Json) -> &'static str {
     match v {
-        Value::Null => "Null",
-        Value::Bool(true) => "True",
-        Value::Bool(false) => "False",
-        Value::Number(_) => "Number",
-        Value::String(_) => "String",
-        Value::Array(_) => "Array",
-        Value::Object(_) => "Object",
+        Json::Null => "Null",
+        Json::Bool(true) => "True",
+        Json::Bool(false) => "False",
+        Json::Number(_) => "Number",
+        Json::String(_) => "String",
+        Json::Array(_) => "Array",
+        Json::Object(_) => "Object",
     }
 }
 
 /// Optional string property; present but not a string (null included) is an error, as in ASP.NET.
-fn take_string(obj: &mut Map<String, Value>, prop: &str) -> Result<Option<String>, ProtocolError> {
+fn take_string(obj: &mut Map<String, Json>, prop: &str) -> Result<Option<String>, ProtocolError> {
     match obj.remove(prop) {
         None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
+        Some(Json::String(s)) => Ok(Some(s)),
         Some(_) => Err(expected(prop, "String")),
     }
 }
 
-fn take_stream_ids(obj: &mut Map<String, Value>) -> Result<Option<Vec<String>>, ProtocolError> {
+fn take_stream_ids(obj: &mut Map<String, Json>) -> Result<Option<Vec<String>>, ProtocolError> {
     let arr = match obj.remove("streamIds") {
         None => return Ok(None),
-        Some(Value::Array(a)) => a,
+        Some(Json::Array(a)) => a,
         Some(_) => return Err(expected("streamIds", "Array")),
     };
     arr.into_iter()
         .map(|v| match v {
-            Value::String(s) => Ok(s),
-            Value::Null => Err(invalid("Null value for 'streamIds' is not valid.")),
+            Json::String(s) => Ok(s),
+            Json::Null => Err(invalid("Null value for 'streamIds' is not valid.")),
             other => Err(invalid(format!(
                 "Expected 'streamIds' to contain only String values, found {}.",
                 token_name(&other)
@@ -290,16 +290,16 @@ fn take_stream_ids(obj: &mut Map<String, Value>) -> Result<Option<Vec<String>>, 
         .map(Some)
 }
 
-fn take_headers(obj: &mut Map<String, Value>) -> Result<Headers, ProtocolError> {
+fn take_headers(obj: &mut Map<String, Json>) -> Result<Headers, ProtocolError> {
     let map = match obj.remove("headers") {
         None => return Ok(Headers::new()),
-        Some(Value::Object(m)) => m,
+        Some(Json::Object(m)) => m,
         Some(_) => return Err(expected("headers", "StartObject")),
     };
     let mut headers = Headers::with_capacity(map.len());
     for (k, v) in map {
         match v {
-            Value::String(s) => {
+            Json::String(s) => {
                 headers.insert(k, s);
             }
             _ => return Err(invalid(format!("Expected header '{k}' to be of type String."))),
@@ -311,7 +311,11 @@ fn take_headers(obj: &mut Map<String, Value>) -> Result<Headers, ProtocolError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+
+    /// `serde_json::json!`, as a hub [`Value`].
+    macro_rules! json {
+        ($($t:tt)*) => { Value::from(serde_json::json!($($t)*)) };
+    }
 
     fn enc(msg: &HubMessage) -> String {
         let mut out = Vec::new();
@@ -476,6 +480,21 @@ mod tests {
         assert!(matches!(dec(""), Err(ProtocolError::Json(_))));
         assert!(matches!(decode(b"{\"type\":6}\xff"), Err(ProtocolError::Json(_))));
         assert_eq!(dec_err("nope"), "Error reading JSON.");
+    }
+
+    #[test]
+    fn bytes_and_instants_are_written_as_aspnet_writes_them() {
+        let when = chrono::DateTime::from_timestamp(1_017_656_415, 0).unwrap();
+        let obj = Value::object([("ByteArray", Value::binary(*b"hello")), ("DateTime", Value::from(when))]);
+        assert_eq!(
+            enc(&HubMessage::completion_result("1", obj)),
+            r#"{"type":3,"invocationId":"1","result":{"ByteArray":"aGVsbG8=","DateTime":"2002-04-01T10:20:15Z"}}"#
+        );
+        // JSON has no such types: what comes back are the strings, for typed arguments to read.
+        assert_eq!(
+            dec(r#"{"type":2,"invocationId":"1","item":"aGVsbG8="}"#).unwrap(),
+            Some(HubMessage::stream_item("1", json!("aGVsbG8=")))
+        );
     }
 
     #[test]

@@ -2,12 +2,7 @@
 
 use std::collections::HashMap;
 
-/// Dynamic argument/result value for both protocols.
-///
-/// The broker never binds arguments to typed hub-method parameters the way ASP.NET does, so a
-/// self-describing value is enough; MessagePack values are converted to and from it (see
-/// [`super::msgpack`] for the few MessagePack types JSON cannot hold).
-pub type Value = serde_json::Value;
+pub use super::value::Value;
 
 /// Header map carried by invocation-style messages; the spec says receivers must accept and may
 /// ignore them, so they are kept as plain strings.
@@ -236,7 +231,11 @@ impl HubMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+
+    /// `serde_json::json!`, as a hub [`Value`].
+    macro_rules! json {
+        ($($t:tt)*) => { Value::from(serde_json::json!($($t)*)) };
+    }
 
     #[test]
     fn type_ids_and_sequencing() {

@@ -9,6 +9,7 @@ pub mod handshake;
 pub mod json;
 pub mod message;
 pub mod msgpack;
+pub mod value;
 
 pub use framing::{
     read_varint, split_binary_frame, split_text_record, write_varint, MessageDecoder, MAX_BINARY_MESSAGE_SIZE,
@@ -206,7 +207,11 @@ pub fn encode_many<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+
+    /// `serde_json::json!`, as a hub [`Value`].
+    macro_rules! json {
+        ($($t:tt)*) => { Value::from(serde_json::json!($($t)*)) };
+    }
 
     fn sample_messages() -> Vec<HubMessage> {
         let headers: Headers = [("k".to_string(), "v".to_string())].into();

@@ -5,13 +5,21 @@
 //! encoder must write straight into a shared output buffer. Layouts and error texts follow
 //! ASP.NET's `MessagePackHubProtocolWorker`.
 //!
-//! Values convert to and from [`Value`] (JSON). Limitations, because JSON cannot hold them:
-//! `bin` decodes to an array of byte numbers; extension types (including the timestamp type
-//! .NET uses for `DateTime`), non-string map keys and NaN/infinite floats are rejected with
-//! [`ProtocolError::InvalidMessage`]. `float32` widens exactly to f64; floats encode as `float64`
-//! and integers in their smallest encoding.
+//! Values convert to and from [`Value`]: `bin` (8/16/32) is [`Value::Binary`] and the timestamp
+//! extension (-1, in its 32, 64 and 96-bit forms) is [`Value::Timestamp`], as ASP.NET sends .NET
+//! `byte[]` and `DateTime`. Other extension types, non-string map keys, NaN/infinite floats and
+//! instants beyond chrono's range (about ±262,000 years) are rejected with
+//! [`ProtocolError::InvalidMessage`]. `float32` widens exactly to f64; floats encode as `float64`,
+//! integers, bins and timestamps in their smallest encoding.
+//!
+//! The encoding is lossless for every [`HubMessage`], so `write_body` + `decode` also serve to
+//! carry hub messages between processes.
 
-use serde_json::{Map, Number};
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use super::value::Number;
 
 use super::framing::{encode_varint, MAX_VARINT_LEN};
 use super::message::message_type as mt;
@@ -20,6 +28,9 @@ use super::{invalid, CompletionResult, Headers, HubMessage, ProtocolError, Value
 const RESULT_KIND_ERROR: u8 = 1;
 const RESULT_KIND_VOID: u8 = 2;
 const RESULT_KIND_VALUE: u8 = 3;
+
+/// The MessagePack extension type of timestamps.
+const TIMESTAMP_EXT: i8 = -1;
 
 /// Deepest nesting of arrays/maps accepted in a value, so a small hostile message cannot
 /// exhaust the stack (serde_json applies the same bound to JSON).
@@ -203,8 +214,51 @@ fn write_sint(v: i64, out: &mut Vec<u8>) {
     }
 }
 
+/// Appends bytes as `bin` 8, 16 or 32, whichever is smallest.
+fn write_bin(b: &[u8], out: &mut Vec<u8>) -> Result<(), ProtocolError> {
+    let len = b.len();
+    if let Ok(l) = u8::try_from(len) {
+        out.extend_from_slice(&[0xc4, l]);
+    } else if let Ok(l) = u16::try_from(len) {
+        out.push(0xc5);
+        out.extend_from_slice(&l.to_be_bytes());
+    } else if let Ok(l) = u32::try_from(len) {
+        out.push(0xc6);
+        out.extend_from_slice(&l.to_be_bytes());
+    } else {
+        return Err(ProtocolError::Encode(format!("Cannot encode a MessagePack item of length {len}.")));
+    }
+    out.extend_from_slice(b);
+    Ok(())
+}
+
+/// Appends an instant as the timestamp extension, in the smallest of its three forms (as the spec
+/// and MessagePack-CSharp do): 32-bit seconds when there is no fraction and the seconds fit, 64-bit
+/// (30-bit nanoseconds, 34-bit seconds) when the seconds fit 34 bits, else 96-bit.
+fn write_timestamp(t: &DateTime<Utc>, out: &mut Vec<u8>) {
+    let secs = t.timestamp();
+    // chrono represents a leap second as nanoseconds past 1e9; the format cannot.
+    let nanos = t.timestamp_subsec_nanos().min(999_999_999);
+    let ext = TIMESTAMP_EXT as u8;
+    match u64::try_from(secs) {
+        Ok(s) if s >> 32 == 0 && nanos == 0 => {
+            out.extend_from_slice(&[0xd6, ext]);
+            out.extend_from_slice(&(s as u32).to_be_bytes());
+        }
+        Ok(s) if s >> 34 == 0 => {
+            out.extend_from_slice(&[0xd7, ext]);
+            out.extend_from_slice(&((u64::from(nanos) << 34) | s).to_be_bytes());
+        }
+        _ => {
+            out.extend_from_slice(&[0xc7, 12, ext]);
+            out.extend_from_slice(&nanos.to_be_bytes());
+            out.extend_from_slice(&secs.to_be_bytes());
+        }
+    }
+}
+
 /// Appends `value` as MessagePack: integers in their smallest form, other numbers as float64,
-/// objects as maps with string keys.
+/// objects as maps with string keys, bytes as `bin`, instants as timestamps.
 pub fn write_value(value: &Value, out: &mut Vec<u8>) -> Result<(), ProtocolError> {
     match value {
         Value::Null => out.push(0xc0),
@@ -222,6 +276,8 @@ pub fn write_value(value: &Value, out: &mut Vec<u8>) -> Result<(), ProtocolError
             }
         }
         Value::String(s) => write_str(s, out)?,
+        Value::Binary(b) => write_bin(b, out)?,
+        Value::Timestamp(t) => write_timestamp(t, out),
         Value::Array(a) => write_array(a, out)?,
         Value::Object(m) => {
             write_len(m.len(), [0x80, 0xde, 0xdf], 16, out)?;
@@ -352,21 +408,22 @@ fn value(r: &mut Reader<'_>, depth: usize, field: &str) -> Result<Value, Protoco
                 _ => r.len32(),
             }
             .ok_or_else(eof)?;
-            // bin has no JSON counterpart: expose it as an array of byte values.
-            let bytes = r.bytes(len).ok_or_else(eof)?;
-            Ok(Value::Array(bytes.iter().map(|&x| Value::from(x)).collect()))
+            Ok(Value::Binary(r.bytes(len).ok_or_else(eof)?.to_vec()))
         }
         0xc7..=0xc9 | 0xd4..=0xd8 => {
-            let ext_type = match b {
-                0xc7 => r.bytes(1).and_then(|_| r.u8()),
-                0xc8 => r.bytes(2).and_then(|_| r.u8()),
-                0xc9 => r.bytes(4).and_then(|_| r.u8()),
-                _ => r.u8(),
-            };
-            Err(invalid(match ext_type {
-                Some(t) => format!("MessagePack extension type {} in '{field}' is not supported.", t as i8),
-                None => format!("MessagePack extension types in '{field}' are not supported."),
-            }))
+            let len = match b {
+                0xc7 => r.u8().map(usize::from),
+                0xc8 => r.len16(),
+                0xc9 => r.len32(),
+                _ => Some(1 << (b - 0xd4)),
+            }
+            .ok_or_else(eof)?;
+            let ext_type = r.u8().ok_or_else(eof)? as i8;
+            let data = r.bytes(len).ok_or_else(eof)?;
+            if ext_type != TIMESTAMP_EXT {
+                return Err(invalid(format!("MessagePack extension type {ext_type} in '{field}' is not supported.")));
+            }
+            timestamp(data, field).map(Value::Timestamp)
         }
         0xca => {
             let f = f32::from_be_bytes(r.be().ok_or_else(eof)?);
@@ -414,6 +471,33 @@ fn value(r: &mut Reader<'_>, depth: usize, field: &str) -> Result<Value, Protoco
     }
 }
 
+/// Reads a timestamp extension's data by its length, as MessagePack-CSharp does: 4 bytes of
+/// seconds; 8 bytes of 30-bit nanoseconds and 34-bit seconds; 4 bytes of nanoseconds then 8 of
+/// signed seconds.
+fn timestamp(data: &[u8], field: &str) -> Result<DateTime<Utc>, ProtocolError> {
+    let (secs, nanos) = match *data {
+        [a, b, c, d] => (i64::from(u32::from_be_bytes([a, b, c, d])), 0),
+        [a, b, c, d, e, f, g, h] => {
+            let v = u64::from_be_bytes([a, b, c, d, e, f, g, h]);
+            ((v & ((1 << 34) - 1)) as i64, (v >> 34) as u32)
+        }
+        [a, b, c, d, e, f, g, h, i, j, k, l] => {
+            (i64::from_be_bytes([e, f, g, h, i, j, k, l]), u32::from_be_bytes([a, b, c, d]))
+        }
+        _ => {
+            return Err(invalid(format!(
+                "Invalid MessagePack timestamp of {} bytes in '{field}' (expected 4, 8 or 12).",
+                data.len()
+            )))
+        }
+    };
+    if nanos > 999_999_999 {
+        return Err(invalid(format!("Invalid MessagePack timestamp in '{field}': nanoseconds out of range.")));
+    }
+    DateTime::from_timestamp(secs, nanos)
+        .ok_or_else(|| invalid(format!("The MessagePack timestamp in '{field}' is out of the supported range.")))
+}
+
 fn float(f: f64, field: &str) -> Result<Value, ProtocolError> {
     Number::from_f64(f).map(Value::Number).ok_or_else(|| {
         invalid(format!(
@@ -449,14 +533,14 @@ fn array(r: &mut Reader<'_>, len: usize, depth: usize, field: &str) -> Result<Va
 
 fn map(r: &mut Reader<'_>, len: usize, depth: usize, field: &str) -> Result<Value, ProtocolError> {
     check_depth(depth, field)?;
-    let mut m = Map::new();
+    let mut m = BTreeMap::new();
     for _ in 0..len {
         let key = match value(r, depth + 1, field)? {
             Value::String(s) => s,
             other => {
                 return Err(invalid(format!(
                     "MessagePack map keys must be strings, found {} in '{field}'.",
-                    super::json::token_name(&other)
+                    other.kind_name()
                 )))
             }
         };
@@ -646,7 +730,11 @@ pub fn decode(body: &[u8]) -> Result<Option<HubMessage>, ProtocolError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+
+    /// `serde_json::json!`, as a hub [`Value`].
+    macro_rules! json {
+        ($($t:tt)*) => { Value::from(serde_json::json!($($t)*)) };
+    }
 
     fn body(msg: &HubMessage) -> Vec<u8> {
         let mut out = Vec::new();
@@ -827,7 +915,7 @@ mod tests {
         ] {
             let out = round_trip_value(Value::Array(vec![json!(1); n]));
             assert_eq!(&out[..array_header.len()], &array_header[..], "array {n}");
-            let obj: Map<String, Value> = (0..n).map(|i| (i.to_string(), json!(i))).collect();
+            let obj: BTreeMap<String, Value> = (0..n).map(|i| (i.to_string(), json!(i))).collect();
             let out = round_trip_value(Value::Object(obj));
             assert_eq!(&out[..map_header.len()], &map_header[..], "map {n}");
         }
@@ -838,13 +926,11 @@ mod tests {
     fn value_conversions_and_limits() {
         // float32 widens exactly.
         assert_eq!(read_value(&[0xca, 0x3f, 0xc0, 0x00, 0x00]).unwrap().0, json!(1.5));
-        // bin becomes an array of bytes.
-        assert_eq!(read_value(&[0xc4, 0x03, 1, 2, 255]).unwrap().0, json!([1, 2, 255]));
-        assert_eq!(read_value(&[0xc5, 0x00, 0x01, 7]).unwrap().0, json!([7]));
-        // ext types (e.g. the -1 timestamp .NET uses for DateTime) are refused.
-        let err = read_value(&[0xd6, 0xff, 0, 0, 0, 0]).unwrap_err();
-        assert_eq!(err.to_string(), "MessagePack extension type -1 in 'value' is not supported.");
+        // Extension types other than the timestamp are refused.
+        let err = read_value(&[0xd4, 0x05, 0]).unwrap_err();
+        assert_eq!(err.to_string(), "MessagePack extension type 5 in 'value' is not supported.");
         assert!(read_value(&[0xc7, 0x01, 0x05, 0x00]).is_err());
+        assert!(read_value(&[0xd8, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
         // Non-string keys.
         let err = read_value(&[0x81, 0x01, 0x02]).unwrap_err();
         assert_eq!(err.to_string(), "MessagePack map keys must be strings, found Number in 'value'.");
@@ -916,6 +1002,163 @@ mod tests {
         ];
         for (bytes, err) in cases {
             assert_eq!(dec_err(&bytes), err, "{bytes:02x?}");
+        }
+    }
+
+    fn bin_of(n: usize) -> Value {
+        Value::binary((0..n).map(|i| i as u8).collect::<Vec<u8>>())
+    }
+
+    #[test]
+    fn bin_formats_round_trip_at_length_boundaries() {
+        for (n, header) in [
+            (0usize, vec![0xc4, 0x00]),
+            (3, vec![0xc4, 0x03]),
+            (255, vec![0xc4, 0xff]),
+            (256, vec![0xc5, 0x01, 0x00]),
+            (65535, vec![0xc5, 0xff, 0xff]),
+            (65536, vec![0xc6, 0x00, 0x01, 0x00, 0x00]),
+        ] {
+            let out = round_trip_value(bin_of(n));
+            assert_eq!(&out[..header.len()], &header[..], "bin {n}");
+            assert_eq!(out.len(), header.len() + n);
+        }
+        assert_eq!(read_value(&[0xc4, 0x03, 1, 2, 255]).unwrap().0, Value::binary([1u8, 2, 255]));
+        // Any bin size is accepted, not only the smallest.
+        assert_eq!(read_value(&[0xc5, 0x00, 0x01, 7]).unwrap().0, Value::binary([7u8]));
+        assert_eq!(read_value(&[0xc6, 0, 0, 0, 2, 8, 9]).unwrap().0, Value::binary([8u8, 9]));
+    }
+
+    #[test]
+    fn truncated_bin_is_a_protocol_error() {
+        for bytes in [
+            &[0xc4][..],
+            &[0xc4, 0x02, 0x01],
+            &[0xc5, 0x00],
+            &[0xc5, 0x01, 0x00, 0x00],
+            &[0xc6, 0x00, 0x00, 0x01],
+            // Announces 4 GiB: refused without allocating it.
+            &[0xc6, 0xff, 0xff, 0xff, 0xff, 0x00],
+        ] {
+            let err = read_value(bytes).unwrap_err();
+            assert_eq!(err.to_string(), "Unexpected end of MessagePack data while reading 'value'.", "{bytes:02x?}");
+        }
+    }
+
+    fn ts(secs: i64, nanos: u32) -> Value {
+        Value::Timestamp(DateTime::from_timestamp(secs, nanos).unwrap())
+    }
+
+    #[test]
+    fn timestamp_formats_round_trip() {
+        let cases: Vec<(Value, Vec<u8>)> = vec![
+            // 2000-01-01T00:00:00Z: timestamp 32.
+            (ts(946_684_800, 0), vec![0xd6, 0xff, 0x38, 0x6d, 0x43, 0x80]),
+            (ts(0, 0), vec![0xd6, 0xff, 0, 0, 0, 0]),
+            (ts(u32::MAX.into(), 0), vec![0xd6, 0xff, 0xff, 0xff, 0xff, 0xff]),
+            // A fraction, or seconds past 32 bits: timestamp 64 (nanos << 34 | seconds).
+            (ts(1_017_656_415, 123_000_000), {
+                let mut b = vec![0xd7, 0xff];
+                b.extend_from_slice(&((123_000_000u64 << 34) | 1_017_656_415).to_be_bytes());
+                b
+            }),
+            (ts(1 << 32, 0), vec![0xd7, 0xff, 0, 0, 0, 0x01, 0, 0, 0, 0]),
+            (ts((1 << 34) - 1, 999_999_999), {
+                let mut b = vec![0xd7, 0xff];
+                b.extend_from_slice(&((999_999_999u64 << 34) | ((1 << 34) - 1)).to_be_bytes());
+                b
+            }),
+            // Before 1970 or from 2514 on: timestamp 96 (ext8, 4-byte nanos, 8-byte signed seconds).
+            (ts(-1, 0), vec![0xc7, 12, 0xff, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+            (ts(-62_135_596_800, 5), {
+                let mut b = vec![0xc7, 12, 0xff, 0, 0, 0, 5];
+                b.extend_from_slice(&(-62_135_596_800i64).to_be_bytes());
+                b
+            }),
+            (ts(1 << 34, 0), vec![0xc7, 12, 0xff, 0, 0, 0, 0, 0, 0, 0, 0x04, 0, 0, 0, 0]),
+        ];
+        for (v, bytes) in cases {
+            assert_eq!(round_trip_value(v.clone()), bytes, "{v:?}");
+        }
+        // Non-minimal forms and ext8 holding 4 or 8 bytes decode too, as in MessagePack-CSharp.
+        assert_eq!(read_value(&[0xd7, 0xff, 0, 0, 0, 0, 0, 0, 0, 7]).unwrap().0, ts(7, 0));
+        assert_eq!(read_value(&[0xc7, 12, 0xff, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 7]).unwrap().0, ts(7, 1));
+        assert_eq!(read_value(&[0xc7, 4, 0xff, 0, 0, 0, 9]).unwrap().0, ts(9, 0));
+        assert_eq!(read_value(&[0xc8, 0, 4, 0xff, 0, 0, 0, 9]).unwrap().0, ts(9, 0));
+    }
+
+    #[test]
+    fn bad_or_truncated_timestamps_are_protocol_errors() {
+        let eof = "Unexpected end of MessagePack data while reading 'value'.";
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (vec![0xd6], eof),
+            (vec![0xd6, 0xff, 0, 0, 0], eof),
+            (vec![0xd7, 0xff, 0, 0, 0, 0, 0, 0, 0], eof),
+            (vec![0xc7], eof),
+            (vec![0xc7, 12], eof),
+            (vec![0xc7, 12, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], eof),
+            (vec![0xc9, 0xff, 0xff, 0xff, 0xff, 0xff], eof),
+            (
+                vec![0xc7, 5, 0xff, 0, 0, 0, 0, 0],
+                "Invalid MessagePack timestamp of 5 bytes in 'value' (expected 4, 8 or 12).",
+            ),
+            (
+                vec![0xd8, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                "Invalid MessagePack timestamp of 16 bytes in 'value' (expected 4, 8 or 12).",
+            ),
+            // Nanoseconds of 1e9 or more, in the 64- and 96-bit forms.
+            (
+                [&[0xd7, 0xff][..], &(1_000_000_000u64 << 34).to_be_bytes()].concat(),
+                "Invalid MessagePack timestamp in 'value': nanoseconds out of range.",
+            ),
+            (
+                vec![0xc7, 12, 0xff, 0x3b, 0x9a, 0xca, 0x00, 0, 0, 0, 0, 0, 0, 0, 0],
+                "Invalid MessagePack timestamp in 'value': nanoseconds out of range.",
+            ),
+            (
+                [&[0xc7, 12, 0xff, 0, 0, 0, 0][..], &i64::MAX.to_be_bytes()].concat(),
+                "The MessagePack timestamp in 'value' is out of the supported range.",
+            ),
+        ];
+        for (bytes, err) in cases {
+            assert_eq!(read_value(&bytes).unwrap_err().to_string(), err, "{bytes:02x?}");
+        }
+    }
+
+    fn typed_message() -> HubMessage {
+        let obj = Value::object([
+            ("ByteArray", Value::binary([1u8, 2, 3])),
+            ("DateTime", ts(946_684_800, 0)),
+            ("Later", ts(1_017_656_415, 1)),
+            ("Early", ts(-62_135_596_800, 0)),
+            ("Big", bin_of(300)),
+            ("Nested", Value::from(vec![Value::binary(Vec::<u8>::new()), Value::Null])),
+        ]);
+        HubMessage::invocation_with_id("7", "EchoComplexObject", vec![obj, bin_of(70_000)])
+    }
+
+    #[test]
+    fn every_prefix_of_a_message_with_bins_and_timestamps_is_an_error_not_a_panic() {
+        let full = body(&typed_message());
+        assert_eq!(dec(&full), Some(typed_message()));
+        for n in 0..full.len() {
+            assert!(decode(&full[..n]).is_err(), "prefix of {n} bytes");
+        }
+    }
+
+    #[test]
+    fn hub_messages_survive_a_trip_through_bytes() {
+        // What a backplane relies on: body bytes back to the same message, bins and instants included.
+        for msg in [
+            typed_message(),
+            HubMessage::completion_result("1", ts(1 << 40, 42)),
+            HubMessage::stream_item("2", bin_of(5)),
+        ] {
+            let mut out = Vec::new();
+            encode(&msg, &mut out).unwrap();
+            let mut dec = super::super::MessageDecoder::new(super::super::ProtocolKind::MessagePack, usize::MAX);
+            dec.push(&out);
+            assert_eq!(dec.next_message().unwrap(), Some(msg));
         }
     }
 }
