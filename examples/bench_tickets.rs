@@ -105,6 +105,7 @@ fn main() {
             pool_size: args.concurrency.max(1),
             key_prefix: "switchyard".into(),
             timeout_ms: 2000,
+            backplane_stream: "backplane".into(),
         });
         match pool {
             Ok(Some(pool)) => {

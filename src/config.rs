@@ -100,6 +100,11 @@ pub struct OpsConfig {
     pub metrics_bind: String,
     /// The operator pages' folder (`/admin`, `/test-admin-signalr.html`); "" = not served.
     pub pages_dir: String,
+    /// How often this node reads the key change log, so that key changes made by another process or
+    /// node are announced and enforced here within about this long.
+    pub key_changes_poll_ms: u64,
+    /// How long key change log entries are kept before they are pruned.
+    pub key_changes_retention_seconds: u64,
 }
 
 /// `[spaces]`: the spaces gateway's two system keys and stream settings.
@@ -419,6 +424,12 @@ impl Config {
         }
         if !self.generation.simulated_cost.is_finite() || self.generation.simulated_cost < 0.0 {
             return Err(ConfigError::invalid(named("generation.simulated_cost"), "must be zero or more"));
+        }
+        if !(10..=60_000).contains(&self.ops.key_changes_poll_ms) {
+            return Err(ConfigError::invalid(named("ops.key_changes_poll_ms"), "must be between 10 and 60000"));
+        }
+        if self.ops.key_changes_retention_seconds < 60 {
+            return Err(ConfigError::invalid(named("ops.key_changes_retention_seconds"), "must be at least 60"));
         }
         if self.redis.pool_size == 0 {
             return Err(ConfigError::invalid(named("redis.pool_size"), "must be at least 1"));

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use switchyard::config::{Config, ConfigSources};
-use switchyard::virtual_keys::{self, CreateKeyRequest, KeyInfo};
+use switchyard::db::virtual_keys::ChangeWriter;
+use switchyard::virtual_keys::{self, CreateKeyRequest, KeyInfo, UpdateKeyRequest};
 
 const USAGE: &str = "\
 Switchyard — a realtime broker.
@@ -16,6 +17,8 @@ Usage:
         [--description TEXT] [--allowed-models LIST] [--max-budget USD]
         [--max-connections N] [--rpm N] [--rpd N] [--expires-at RFC3339] [--disabled]
   switchyard keys list                    list virtual keys (never the keys themselves)
+  switchyard keys disable|enable ID       turn a key off (its live connections close) or on again
+  switchyard keys delete ID               delete a key (its live connections close)
   switchyard keys system                  print a fresh spaces key pair (HSAFA_SECRET_KEY, HSAFA_PUBLIC_KEY)
   switchyard help
 
@@ -136,7 +139,9 @@ fn run() -> Result<(), String> {
             args.finish()?;
             let config = load(&sources)?;
             with_database(config, |state| async move {
-                let created = virtual_keys::create(&state.db, req).await.map_err(|e| e.to_string())?;
+                // Running servers see the new key in the key change log and announce it to operators.
+                let created =
+                    virtual_keys::create(&state.db, req, &ChangeWriter::command()).await.map_err(|e| e.to_string())?;
                 eprintln!(
                     "Created virtual key {} ({}). It is shown only this once:",
                     created.key_info.id, created.key_info.key_name
@@ -164,6 +169,39 @@ fn run() -> Result<(), String> {
                 Ok(())
             })
         }
+        ["keys", verb @ ("disable" | "enable"), id] => {
+            let id = key_id(id)?;
+            let enabled = *verb == "enable";
+            args.finish()?;
+            let config = load(&sources)?;
+            with_database(config, |state| async move {
+                let req = UpdateKeyRequest { is_enabled: Some(Some(enabled)), ..UpdateKeyRequest::default() };
+                let details = serde_json::json!({ "isEnabled": enabled });
+                // Running servers see the change in the key change log: they close a disabled key's
+                // connections and tell operators.
+                virtual_keys::update(&state.db, id, req, &details, &ChangeWriter::command())
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("no virtual key with id {id}"))?;
+                println!("virtual key {id} {}", if enabled { "enabled" } else { "disabled" });
+                Ok(())
+            })
+        }
+        ["keys", "delete", id] => {
+            let id = key_id(id)?;
+            args.finish()?;
+            let config = load(&sources)?;
+            with_database(config, |state| async move {
+                if !switchyard::db::virtual_keys::delete(&state.db, id, &ChangeWriter::command())
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    return Err(format!("no virtual key with id {id}"));
+                }
+                println!("virtual key {id} deleted");
+                Ok(())
+            })
+        }
         ["keys", "system"] => {
             args.finish()?;
             let (secret, public) = switchyard::spaces::auth::new_system_keys()?;
@@ -173,6 +211,11 @@ fn run() -> Result<(), String> {
         }
         other => Err(format!("unknown command '{}'; see `switchyard help`", other.join(" "))),
     }
+}
+
+/// A key id as the CLI takes it: a positive number.
+fn key_id(raw: &str) -> Result<i64, String> {
+    raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| format!("'{raw}' is not a virtual key id"))
 }
 
 fn load(sources: &ConfigSources) -> Result<Config, String> {

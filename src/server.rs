@@ -42,13 +42,15 @@ pub struct RunningServer {
 }
 
 /// A graceful shutdown: stop accepting, refuse new hub connections, tell every SignalR client to
-/// reconnect (a Close with `allowReconnect: true`, which also ends SSE streams and long polls), then let
-/// running requests finish within `shutdown.timeout`. SIGTERM and SIGINT run it; tests may call it.
+/// reconnect (a Close with `allowReconnect: true`, which also ends SSE streams and long polls), close
+/// chat sockets with 1001, then let running requests finish within `shutdown.timeout`. SIGTERM and SIGINT run it; tests may call it.
 #[derive(Clone)]
 pub struct Shutdown {
     hubs: Vec<HubEndpoint>,
     spaces: crate::spaces::Spaces,
     handle: ServerHandle,
+    /// Tells the chat sockets to close with 1001.
+    chat_closing: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// The reason in the Close message clients receive when the server shuts down.
@@ -76,6 +78,8 @@ impl Shutdown {
         }
         // Spaces SSE streams are cut (not ended cleanly): the SDK reconnects only after an error.
         self.spaces.close_streams();
+        // Chat sockets close with 1001 rather than holding the shutdown until its timeout.
+        self.chat_closing.send_replace(true);
         tracing::info!(connections = closed, "clients told to reconnect; finishing running requests");
         self.handle.stop(true).await;
     }
@@ -308,6 +312,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     state.progress = Some(progress);
     let state = web::Data::new(state);
     actix_web::rt::spawn(crate::virtual_keys::watch_expiry(state.clone()));
+    actix::Actor::start(crate::admin::key_changes::KeyChangeWatcher::new(state.clone()));
+    if state.config.generation.simulated_provider {
+        actix_web::rt::spawn(crate::generation::simulated::resume_abandoned(state.clone()));
+    }
     if state.redis.is_some() {
         let stream = state.config.redis.key(&state.config.generation.events_stream);
         actix_web::rt::spawn(crate::generation::intake::run(state.clone(), stream));
@@ -315,6 +323,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let state_for_metrics = state.clone();
     let shutdown_hubs = state.hubs.clone();
     let shutdown_spaces = state.spaces.clone();
+    let chat_closing = state.chat.closing.clone();
     let shutdown_timeout = state.config.shutdown.timeout;
     let server = HttpServer::new(move || {
         let app_state = state.clone();
@@ -363,6 +372,6 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let server = server.run();
     tracing::info!(%addr, workers, "switchyard listening");
     let handle = server.handle();
-    let shutdown = Shutdown { hubs: shutdown_hubs, spaces: shutdown_spaces, handle: handle.clone() };
+    let shutdown = Shutdown { hubs: shutdown_hubs, spaces: shutdown_spaces, handle: handle.clone(), chat_closing };
     Ok(RunningServer { addr, handle, server, metrics, shutdown })
 }

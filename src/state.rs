@@ -13,7 +13,8 @@ pub struct AppState {
     /// `None` when Redis is not configured (one node, everything in process).
     pub redis: Option<deadpool_redis::Pool>,
     pub started_at: Instant,
-    /// This process's id among the nodes serving the same hubs (random per start).
+    /// This process's id among the nodes serving the same hubs (random per start). Key changes it
+    /// writes carry it, so that its own key change watcher skips them.
     pub node_id: String,
     /// Every cluster-wide fan-out goes through it (local only without Redis).
     pub backplane: actix::Addr<crate::backplane::Backplane>,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::admin::notifier::{AdminEvent, Priority};
 use crate::auth::secrets;
-use crate::db::virtual_keys::{self as repo, NewVirtualKey, VirtualKeyChanges, VirtualKeyRow};
+use crate::db::virtual_keys::{self as repo, ChangeWriter, NewVirtualKey, VirtualKeyChanges, VirtualKeyRow};
 use crate::db::{ms_to_rfc3339, now_ms, Database};
 use crate::error::ApiError;
 
@@ -169,7 +169,7 @@ fn metadata_text(value: Option<serde_json::Value>) -> Option<String> {
 }
 
 /// Creates a key and returns it with its info; the only place a key is ever returned.
-pub async fn create(db: &Database, req: CreateKeyRequest) -> Result<CreatedKey, ApiError> {
+pub async fn create(db: &Database, req: CreateKeyRequest, writer: &ChangeWriter) -> Result<CreatedKey, ApiError> {
     let now = now_ms();
     let new_key = generate_key()?;
     let row = repo::insert(
@@ -191,13 +191,21 @@ pub async fn create(db: &Database, req: CreateKeyRequest) -> Result<CreatedKey, 
             created_at: now,
             updated_at: now,
         },
+        writer,
     )
     .await?;
     Ok(CreatedKey { virtual_key: new_key.key, key_info: KeyInfo::from(&row) })
 }
 
-/// Applies a partial update. `Ok(None)` when the key does not exist.
-pub async fn update(db: &Database, id: i64, req: UpdateKeyRequest) -> Result<Option<VirtualKeyRow>, ApiError> {
+/// Applies a partial update. `details` names what the request set (the admin hub shows it, and the key
+/// change log keeps it); it must hold no secret. `Ok(None)` when the key does not exist.
+pub async fn update(
+    db: &Database,
+    id: i64,
+    req: UpdateKeyRequest,
+    details: &serde_json::Value,
+    writer: &ChangeWriter,
+) -> Result<Option<VirtualKeyRow>, ApiError> {
     let not_null = |field: &str| ApiError::InvalidRequest(format!("{field} cannot be null"));
     let changes = VirtualKeyChanges {
         key_name: match req.key_name {
@@ -221,7 +229,7 @@ pub async fn update(db: &Database, id: i64, req: UpdateKeyRequest) -> Result<Opt
         metadata: req.metadata.map(metadata_text),
         updated_at: Some(now_ms()),
     };
-    Ok(repo::update(db, id, changes).await?)
+    Ok(repo::update(db, id, changes, &details.to_string(), writer).await?)
 }
 
 impl VirtualKeyRow {
@@ -239,6 +247,11 @@ impl VirtualKeyRow {
     }
 }
 
+/// How this server node writes key changes: it announces and enforces them itself, at once.
+pub fn writer(state: &crate::state::AppState) -> ChangeWriter {
+    ChangeWriter::node(&state.node_id)
+}
+
 /// Closes every live connection of a key, across hubs and nodes, with a Close message saying why.
 pub fn close_connections(state: &crate::state::AppState, key_id: i64, reason: &str) {
     state.backplane.do_send(crate::backplane::Broadcast::ClosePrincipal {
@@ -247,25 +260,35 @@ pub fn close_connections(state: &crate::state::AppState, key_id: i64, reason: &s
     });
 }
 
-/// Closes this node's live connections of a key: for changes that every node notices by itself.
-fn close_local_connections(state: &crate::state::AppState, key_id: i64, reason: &str) {
+/// Closes this node's live connections of a key: for changes that every node notices by itself (expiry,
+/// entries of the key change log).
+pub fn close_local_connections(state: &crate::state::AppState, key_id: i64, reason: &str) {
     state.groups.do_send(crate::groups::CloseAll {
         key: crate::auth::virtual_key::principal_key(key_id),
         reason: reason.to_string(),
     });
 }
 
-/// After a change through the admin API: a key that may no longer be used loses its connections now.
+/// After a change through the admin API: a key that may no longer be used loses its connections now,
+/// on every node.
 pub fn enforce(state: &crate::state::AppState, row: &VirtualKeyRow) {
     if let Some(reason) = row.unusable_reason(now_ms()) {
         close_connections(state, row.id, reason);
     }
 }
 
+/// After a change seen in the key change log, which every node reads: a key that may no longer be used
+/// loses this node's connections.
+pub fn enforce_locally(state: &crate::state::AppState, row: &VirtualKeyRow) {
+    if let Some(reason) = row.unusable_reason(now_ms()) {
+        close_local_connections(state, row.id, reason);
+    }
+}
+
 /// Adds a finished job's cost to its key's spend (atomically, in storage); a key that reaches its
 /// budget stops authenticating and loses its live connections.
 pub async fn record_spend(state: &crate::state::AppState, key_id: i64, amount: f64) {
-    match repo::add_spend(&state.db, key_id, amount).await {
+    match repo::add_spend(&state.db, key_id, amount, &writer(state)).await {
         Ok(Some(row)) => {
             notify_spend(state, &row, amount);
             enforce(state, &row);

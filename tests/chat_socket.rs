@@ -366,3 +366,17 @@ async fn a_new_chat_cancels_the_one_in_progress() {
     assert_numbered(&all, 1);
     assert_eq!(all.iter().filter(|e| e["type"] == "done").count(), 1);
 }
+
+#[actix_rt::test]
+async fn a_graceful_shutdown_closes_chat_sockets_with_1001() {
+    let srv = chat_server(false).await;
+    let mut socket = connect(&srv, "t", "u").await;
+    socket.send_json(json!({"type": "ping"})).await;
+    assert_eq!(socket.event().await, json!({"type": "pong"}));
+    let started = std::time::Instant::now();
+    let shutdown = srv.shutdown.clone();
+    let stopping = actix_web::rt::spawn(async move { shutdown.run().await });
+    assert_eq!(socket.close_code().await, (Some(1001), switchyard::server::SHUTDOWN_REASON.to_string()));
+    actix_rt::time::timeout(std::time::Duration::from_secs(10), stopping).await.expect("shutdown finishes").unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "the open chat socket did not hold the shutdown up");
+}

@@ -364,3 +364,40 @@ async fn a_stopped_ticket_actor_is_an_unavailable_store() {
         Err(TicketError::Store(switchyard::chat::tickets::StoreError::Unavailable(_)))
     ));
 }
+
+/// The chat ticket counters on `GET /metrics`: (issued, consumed, rejected).
+async fn ticket_counters(srv: &TestServer) -> (f64, f64, f64) {
+    let mut res = srv.client().get(srv.url("/metrics")).bearer_auth(common::MASTER_KEY).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let text = String::from_utf8(res.body().await.unwrap().to_vec()).unwrap();
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{text}"))
+    };
+    (
+        value("switchyard_tickets_issued_total"),
+        value("switchyard_tickets_consumed_total"),
+        value("switchyard_tickets_rejected_total"),
+    )
+}
+
+#[actix_rt::test]
+async fn ticket_counters_on_metrics_move_as_tickets_are_issued_used_and_refused() {
+    let srv = chat_server(false).await;
+    // Counters are per process and other tests of this binary run meanwhile: movements are "at least".
+    let (issued, consumed, rejected) = ticket_counters(&srv).await;
+    let t = ticket(&srv, "t-m", "u-m").await;
+    let mut socket = open(&srv, &format!("ticket={t}")).await;
+    socket.send_json(json!({"type": "ping"})).await;
+    assert_eq!(socket.event().await["type"], "pong");
+    let mut reused = open(&srv, &format!("ticket={t}")).await;
+    assert_eq!(reused.close_code().await.0, Some(4001));
+    let mut forged = open(&srv, "ticket=not-a-ticket").await;
+    assert_eq!(forged.close_code().await.0, Some(4001));
+    let (issued2, consumed2, rejected2) = ticket_counters(&srv).await;
+    assert!(issued2 >= issued + 1.0, "issued {issued} -> {issued2}");
+    assert!(consumed2 >= consumed + 1.0, "consumed {consumed} -> {consumed2}");
+    assert!(rejected2 >= rejected + 2.0, "rejected {rejected} -> {rejected2}");
+}

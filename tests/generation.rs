@@ -136,7 +136,8 @@ async fn unusable_keys_get_401_invalid_virtual_key() {
     let (spent, spent_id) = create_key(&srv, json!({"keyName": "spent", "maxBudget": 1})).await;
     let (good, _) = create_key(&srv, json!({"keyName": "good"})).await;
     let db = switchyard::db::Database::connect(&srv.config).unwrap();
-    switchyard::db::virtual_keys::add_spend(&db, spent_id, 1.0).await.unwrap();
+    let writer = switchyard::db::virtual_keys::ChangeWriter::command();
+    switchyard::db::virtual_keys::add_spend(&db, spent_id, 1.0, &writer).await.unwrap();
 
     let body = json!({"model": "sim-image", "prompt": "x"});
     let client = srv.client();

@@ -2,6 +2,8 @@
 //! counters move as clients act (hub invocations, messages, auth failures, task updates delivered), the
 //! master key guards it on the main address, and `ops.metrics_bind` serves it openly. Counters are
 //! process-wide and tests of this binary run in parallel, so movements are checked as "at least".
+//! Also: key changes made elsewhere (the CLI in another process, another node on the same database)
+//! are announced and cut the key's live connections, through the key change log.
 
 mod common;
 
@@ -521,4 +523,191 @@ async fn operator_pages_are_served_from_their_folder_with_a_strict_policy() {
     options.env.push(("SWITCHYARD__OPS__PAGES_DIR".into(), String::new()));
     let off = TestServer::start_with(options).await;
     assert_eq!(off.client().get(off.url("/admin")).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Key changes made elsewhere: by `switchyard keys …` in another process, or by another node sharing the
+// database. The running server learns of them from the key change log.
+
+/// Runs the real binary's CLI against `srv`'s database; returns (success, stdout, stderr).
+async fn cli(srv: &TestServer, args: &[&str]) -> (bool, String, String) {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    cmd.args(args).env_clear().env("DATABASE_URL", &srv.config.database.url).env("RUST_LOG", "warn");
+    for name in ["PATH", "HOME"] {
+        if let Ok(v) = std::env::var(name) {
+            cmd.env(name, v);
+        }
+    }
+    let out = cmd.output().await.expect("the CLI runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Every hub message that arrives on `framed` within `window`.
+async fn messages_within(framed: &mut Framed, window: Duration) -> Vec<Value> {
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + window;
+    while let Ok(Some(data)) =
+        actix_rt::time::timeout(deadline.saturating_duration_since(std::time::Instant::now()), next_data(framed)).await
+    {
+        for record in String::from_utf8_lossy(&data).split(RS).filter(|r| !r.is_empty()) {
+            seen.push(serde_json::from_str(record).unwrap());
+        }
+    }
+    seen
+}
+
+fn is_event(m: &Value, target: &str, pick: impl Fn(&Value) -> bool) -> bool {
+    m["type"] == 1 && m["target"] == target && pick(&m["arguments"][0])
+}
+
+#[actix_rt::test]
+async fn key_changes_made_by_the_cli_are_announced_and_cut_live_connections() {
+    let srv = TestServer::start_with(server_options()).await;
+    let mut admin = open_ws(&srv, &format!("/hubs/admin-notifications?access_token={MASTER_KEY}")).await;
+    read_until(&mut admin, |m| m["target"] == "InitialProviderHealth").await;
+
+    let (ok, key, err) = cli(&srv, &["keys", "create", "--name", "made-by-cli", "--max-connections", "5"]).await;
+    assert!(ok, "{err}");
+    let key = key.trim().to_string();
+    assert!(key.starts_with("condt_"), "{key}");
+    let created = read_until(&mut admin, |m| is_event(m, "VirtualKeyCreated", |k| k["keyName"] == "made-by-cli")).await;
+    let info = &created["arguments"][0];
+    let id = info["id"].as_i64().unwrap();
+    assert_eq!(info["maxConnections"], 5);
+    assert!(!created.to_string().contains(&key), "the key itself is never announced");
+    let subscribed = invoke(&mut admin, "s1", "SubscribeToVirtualKey", json!([id])).await;
+    assert!(subscribed.get("error").is_none(), "{subscribed}");
+
+    // Disabling through the CLI: operators are told, and the key's live client is closed within a second.
+    let mut client = open_ws(&srv, &format!("/hubs/image-generation?access_token={key}")).await;
+    let (ok, out, err) = cli(&srv, &["keys", "disable", &id.to_string()]).await;
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), format!("virtual key {id} disabled"));
+    let written = std::time::Instant::now();
+    let close = read_until(&mut client, |m| m["type"] == 7).await;
+    assert!(written.elapsed() < Duration::from_secs(1), "closed {:?} after the CLI finished", written.elapsed());
+    assert_eq!(close["error"], "Virtual key is disabled");
+    assert!(next_data(&mut client).await.is_none(), "the socket ends after the Close");
+    let updated =
+        read_until(&mut admin, |m| is_event(m, "VirtualKeyUpdated", |k| k["id"] == id && k["isEnabled"] == false))
+            .await;
+    assert_eq!(updated["arguments"][0]["keyName"], "made-by-cli");
+    let update = read_until(&mut admin, |m| is_event(m, "VirtualKeyUpdate", |u| u["virtualKeyId"] == id)).await;
+    let update = &update["arguments"][0];
+    assert_eq!((update["updateType"].as_str(), update["priority"].as_str()), (Some("Disabled"), Some("high")));
+    assert_eq!(update["details"], json!({"isEnabled": false}));
+    let refused = srv
+        .client()
+        .post(srv.url("/v1/images/generations/async"))
+        .bearer_auth(&key)
+        .send_json(&json!({"model": "sim-image", "prompt": "x"}))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+
+    let (ok, _, err) = cli(&srv, &["keys", "enable", &id.to_string()]).await;
+    assert!(ok, "{err}");
+    let update = read_until(&mut admin, |m| is_event(m, "VirtualKeyUpdate", |u| u["virtualKeyId"] == id)).await;
+    assert_eq!(update["arguments"][0]["updateType"], "Enabled");
+    let mut client = open_ws(&srv, &format!("/hubs/image-generation?access_token={key}")).await;
+
+    // Deleting through the CLI.
+    let (ok, out, err) = cli(&srv, &["keys", "delete", &id.to_string()]).await;
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), format!("virtual key {id} deleted"));
+    let close = read_until(&mut client, |m| m["type"] == 7).await;
+    assert_eq!(close["error"], "Virtual key was deleted");
+    read_until(&mut admin, |m| is_event(m, "VirtualKeyDeleted", |d| d["virtualKeyId"] == id)).await;
+    let update = read_until(&mut admin, |m| is_event(m, "VirtualKeyUpdate", |u| u["virtualKeyId"] == id)).await;
+    assert_eq!(
+        (update["arguments"][0]["updateType"].as_str(), update["arguments"][0]["priority"].as_str()),
+        (Some("Deleted"), Some("high"))
+    );
+
+    // Bad input: a clear error, and nothing changes.
+    for (args, message) in [
+        (vec!["keys", "disable", "999999"], "no virtual key with id 999999"),
+        (vec!["keys", "delete", "999999"], "no virtual key with id 999999"),
+        (vec!["keys", "enable", "abc"], "'abc' is not a virtual key id"),
+        (vec!["keys", "disable", "0"], "'0' is not a virtual key id"),
+    ] {
+        let (ok, _, err) = cli(&srv, &args).await;
+        assert!(!ok, "{args:?} succeeded");
+        assert!(err.contains(message), "{args:?}: {err}");
+    }
+
+    // A change through this server's own admin API is announced once, at once, not again by the watcher.
+    let mut res = srv
+        .client()
+        .post(srv.url("/api/virtualkeys"))
+        .bearer_auth(MASTER_KEY)
+        .send_json(&json!({"keyName": "made-by-api"}))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let api_id = json_body(&mut res).await["keyInfo"]["id"].as_i64().unwrap();
+    let seen = messages_within(&mut admin, Duration::from_millis(1200)).await;
+    let announced = seen.iter().filter(|m| is_event(m, "VirtualKeyCreated", |k| k["id"] == api_id)).count();
+    assert_eq!(announced, 1, "{seen:?}");
+    let stray: Vec<&Value> = seen.iter().filter(|m| m["type"] == 1 && m["arguments"][0]["id"] == id).collect();
+    assert!(stray.is_empty(), "the CLI's changes are announced only once: {stray:?}");
+}
+
+#[actix_rt::test]
+async fn a_key_disabled_on_one_node_loses_its_connections_on_another() {
+    let first = TestServer::start_with(server_options()).await;
+    let mut options = server_options();
+    options.database_url = Some(first.config.database.url.clone());
+    let second = TestServer::start_with(options).await;
+    assert_eq!(second.config.database.url, first.config.database.url, "both nodes share one database");
+
+    let mut res = first
+        .client()
+        .post(first.url("/api/virtualkeys"))
+        .bearer_auth(MASTER_KEY)
+        .send_json(&json!({"keyName": "two-nodes"}))
+        .await
+        .unwrap();
+    let created = json_body(&mut res).await;
+    let key = created["virtualKey"].as_str().unwrap().to_string();
+    let id = created["keyInfo"]["id"].as_i64().unwrap();
+    let mut on_second = open_ws(&second, &format!("/hubs/video-generation?access_token={key}")).await;
+    let mut on_first = open_ws(&first, &format!("/hubs/image-generation?access_token={key}")).await;
+
+    let res = first
+        .client()
+        .put(first.url(&format!("/api/virtualkeys/{id}")))
+        .bearer_auth(MASTER_KEY)
+        .send_json(&json!({"isEnabled": false}))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let written = std::time::Instant::now();
+    assert_eq!(read_until(&mut on_first, |m| m["type"] == 7).await["error"], "Virtual key is disabled");
+    assert_eq!(read_until(&mut on_second, |m| m["type"] == 7).await["error"], "Virtual key is disabled");
+    assert!(written.elapsed() < Duration::from_secs(1), "the other node cut the key after {:?}", written.elapsed());
+
+    // Spend recorded on the first node that reaches the budget cuts the key on the second as well.
+    let mut res = first
+        .client()
+        .post(first.url("/api/virtualkeys"))
+        .bearer_auth(MASTER_KEY)
+        .send_json(&json!({"keyName": "two-nodes-budget", "maxBudget": 0.01}))
+        .await
+        .unwrap();
+    let key = json_body(&mut res).await["virtualKey"].as_str().unwrap().to_string();
+    let mut on_second = open_ws(&second, &format!("/hubs/image-generation?access_token={key}")).await;
+    let res = first
+        .client()
+        .post(first.url("/v1/images/generations/async"))
+        .bearer_auth(&key)
+        .send_json(&json!({"model": "sim-image", "prompt": "x"}))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    assert_eq!(read_until(&mut on_second, |m| m["type"] == 7).await["error"], "Virtual key budget exceeded");
 }

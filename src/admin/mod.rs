@@ -1,6 +1,7 @@
 //! The admin REST API, behind the master key.
 
 pub mod connections;
+pub mod key_changes;
 pub mod notifier;
 pub mod providers;
 pub mod stats;

@@ -32,7 +32,7 @@ fn not_found() -> ApiError {
 
 async fn create(_: AdminAuth, state: web::Data<AppState>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
     let req: CreateKeyRequest = parse_json(&body)?;
-    let created = virtual_keys::create(&state.db, req).await?;
+    let created = virtual_keys::create(&state.db, req, &virtual_keys::writer(&state)).await?;
     tracing::info!(key_id = created.key_info.id, "virtual key created");
     virtual_keys::notify_created(&state, &created.key_info);
     Ok(HttpResponse::Created().json(created))
@@ -95,10 +95,12 @@ async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
     let req: UpdateKeyRequest = parse_json(&body)?;
-    let row = virtual_keys::update(&state.db, id, req).await?.ok_or_else(not_found)?;
-    virtual_keys::enforce(&state, &row);
     // The request names what changed; it holds no secret (keys cannot be changed, only settings).
     let details = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+    let row = virtual_keys::update(&state.db, id, req, &details, &virtual_keys::writer(&state))
+        .await?
+        .ok_or_else(not_found)?;
+    virtual_keys::enforce(&state, &row);
     virtual_keys::notify_updated(&state, &row, details);
     tracing::info!(key_id = id, enabled = row.is_enabled, "virtual key updated");
     Ok(HttpResponse::Ok().json(KeyInfo::from(&row)))
@@ -106,7 +108,7 @@ async fn update(
 
 async fn delete(_: AdminAuth, state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
-    if !repo::delete(&state.db, id).await? {
+    if !repo::delete(&state.db, id, &virtual_keys::writer(&state)).await? {
         return Err(not_found());
     }
     virtual_keys::close_connections(&state, id, "Virtual key was deleted");

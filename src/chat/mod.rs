@@ -38,6 +38,8 @@ pub struct ChatState {
     pub tickets: Tickets,
     pub db: Database,
     pub orchestrator: Arc<dyn Orchestrator>,
+    /// Set once when the server shuts down: every chat socket then closes with 1001 (going away).
+    pub closing: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl ChatState {
@@ -83,6 +85,13 @@ impl ChatState {
         let orchestrator =
             orchestrator::from_settings(&settings).map_err(|message| invalid("chat.orchestrator_url", message))?;
         tracing::info!(orchestrator = orchestrator.name(), "chat orchestrator ready");
-        Ok(ChatState { orchestrator, settings: Arc::new(settings), jwt, tickets, db: db.clone() })
+        Ok(ChatState {
+            orchestrator,
+            settings: Arc::new(settings),
+            jwt,
+            tickets,
+            db: db.clone(),
+            closing: Arc::new(tokio::sync::watch::Sender::new(false)),
+        })
     }
 }

@@ -262,6 +262,21 @@ impl Actor for ChatSocket {
     type Context = ws::WebsocketContext<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        // A graceful shutdown closes the socket with 1001 (going away); the widget reconnects.
+        let mut closing = self.chat.closing.subscribe();
+        ctx.spawn(
+            async move {
+                let _ = closing.wait_for(|closing| *closing).await;
+            }
+            .into_actor(self)
+            .map(|_, _, ctx| {
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Away,
+                    description: Some(crate::server::SHUTDOWN_REASON.into()),
+                }));
+                ctx.stop();
+            }),
+        );
         let idle = Duration::from_secs(self.chat.settings.idle_timeout_seconds);
         let tick = (idle / 3).clamp(Duration::from_millis(100), Duration::from_secs(30));
         ctx.run_interval(tick, move |socket, ctx| {

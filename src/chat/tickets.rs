@@ -264,11 +264,23 @@ impl Tickets {
             },
         };
         self.store.put(stored, self.ttl).await?;
+        crate::ops::metrics::TICKETS_ISSUED.inc();
         Ok(IssuedTicket { ticket, expires_in: self.ttl.as_secs() })
     }
 
-    /// Consumes a presented ticket: at most one caller ever gets its grant.
+    /// Consumes a presented ticket: at most one caller ever gets its grant. Counted as consumed or
+    /// rejected for `/metrics` (a store failure is neither).
     pub async fn consume(&self, presented: &str) -> Result<TicketGrant, TicketError> {
+        let result = self.check(presented).await;
+        match &result {
+            Ok(_) => crate::ops::metrics::TICKETS_CONSUMED.inc(),
+            Err(TicketError::Invalid) => crate::ops::metrics::TICKETS_REJECTED.inc(),
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn check(&self, presented: &str) -> Result<TicketGrant, TicketError> {
         // Anything that cannot be a ticket never reaches the store.
         if presented.len() != TICKET_LEN
             || !presented.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')

@@ -22,6 +22,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    virtual_key_changes (id) {
+        id -> BigInt,
+        key_id -> BigInt,
+        kind -> Text,
+        details -> Nullable<Text>,
+        origin -> Text,
+        announced -> Bool,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
     generation_tasks (id) {
         id -> Text,
         kind -> Text,
@@ -36,6 +48,7 @@ diesel::table! {
         cost -> Nullable<Double>,
         created_at -> BigInt,
         updated_at -> BigInt,
+        base_url -> Nullable<Text>,
     }
 }
 

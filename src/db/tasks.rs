@@ -24,6 +24,8 @@ pub struct TaskRow {
     pub cost: Option<f64>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The base URL the client used when it started the task, for links in a result made later.
+    pub base_url: Option<String>,
 }
 
 /// A state change. Only non-terminal tasks change: the update is conditional on the status in storage,
@@ -69,5 +71,38 @@ pub async fn update_unfinished(db: &Database, id: &str, changes: TaskChanges) ->
         .get_result(conn)
         .await
         .optional()?)
+    })
+}
+
+/// Unfinished tasks of the simulated provider (models `sim-…`) that nobody touched since `before` (Unix
+/// ms): their runner stopped (a restart, a crashed node). Oldest first.
+pub async fn abandoned_simulated(db: &Database, before: i64, limit: i64) -> Result<Vec<TaskRow>, DbError> {
+    with_conn!(db, |conn| {
+        Ok(generation_tasks::table
+            .filter(generation_tasks::status.ne_all(TERMINAL))
+            .filter(generation_tasks::updated_at.lt(before))
+            .filter(diesel::dsl::sql::<diesel::sql_types::Bool>("lower(model) LIKE 'sim-%'"))
+            .order(generation_tasks::updated_at.asc())
+            .limit(limit)
+            .select(TaskRow::as_select())
+            .load(conn)
+            .await?)
+    })
+}
+
+/// Takes on an abandoned task: succeeds for exactly one caller, and only if nobody touched the task since
+/// it was seen at `seen_updated_at`.
+pub async fn claim_abandoned(db: &Database, id: &str, seen_updated_at: i64, now: i64) -> Result<bool, DbError> {
+    with_conn!(db, |conn| {
+        let n = diesel::update(
+            generation_tasks::table
+                .filter(generation_tasks::id.eq(id))
+                .filter(generation_tasks::updated_at.eq(seen_updated_at))
+                .filter(generation_tasks::status.ne_all(TERMINAL)),
+        )
+        .set(generation_tasks::updated_at.eq(now))
+        .execute(conn)
+        .await?;
+        Ok(n == 1)
     })
 }

@@ -84,6 +84,7 @@ async fn create(
     check_rate(&state, &key).await?;
 
     let now = now_ms();
+    let base = base_url(&state, &req);
     let mut stored = request.extra.clone();
     stored.insert("model".into(), json!(model));
     stored.insert("prompt".into(), json!(request.prompt));
@@ -107,13 +108,13 @@ async fn create(
             cost: None,
             created_at: now,
             updated_at: now,
+            base_url: Some(base.clone()),
         },
     )
     .await?;
 
-    let base = base_url(&state, &req);
     if simulated::handles(&model) && state.config.generation.simulated_provider {
-        simulated::spawn(state.clone(), kind, row.id.clone(), model.clone(), base.clone(), n);
+        simulated::spawn(state.clone(), simulated::Job::new(kind, &row.id, &model, &base, n));
     } else if let Some(pool) = &state.redis {
         enqueue_for_workers(pool, &state.config.redis.key(&state.config.generation.jobs_stream), &row, &stored).await?;
     } else {

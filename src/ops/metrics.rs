@@ -81,6 +81,12 @@ pub static MESSAGES_OUT: Counter = Counter::new();
 pub static TASK_UPDATES_DELIVERED: Counter = Counter::new();
 /// Failed storage operations seen by request handlers and background work.
 pub static STORAGE_ERRORS: Counter = Counter::new();
+/// Chat tickets issued (`POST /api/agent/ticket`).
+pub static TICKETS_ISSUED: Counter = Counter::new();
+/// Chat tickets exchanged for a socket.
+pub static TICKETS_CONSUMED: Counter = Counter::new();
+/// Presented chat tickets refused (unknown, used, expired, too old or malformed).
+pub static TICKETS_REJECTED: Counter = Counter::new();
 /// Hub invocations by hub, method and outcome (`ok` / `error`).
 pub static INVOCATIONS_BY_METHOD: LabeledCounter<3> = LabeledCounter::new();
 /// Refused credentials by reason (`missing`, `invalid`, `forbidden`).

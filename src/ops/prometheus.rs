@@ -166,6 +166,17 @@ pub async fn render(state: &AppState) -> String {
     let _ = writeln!(out, "{name}_sum {sum}");
     let _ = writeln!(out, "{name}_count {count}");
 
+    for (name, help, value) in [
+        ("switchyard_tickets_issued_total", "Chat tickets issued.", metrics::TICKETS_ISSUED.get()),
+        ("switchyard_tickets_consumed_total", "Chat tickets exchanged for a socket.", metrics::TICKETS_CONSUMED.get()),
+        (
+            "switchyard_tickets_rejected_total",
+            "Presented chat tickets refused (unknown, used, expired or malformed).",
+            metrics::TICKETS_REJECTED.get(),
+        ),
+    ] {
+        single(&mut out, name, "counter", help, value);
+    }
     single(
         &mut out,
         "switchyard_slow_consumers_dropped_total",

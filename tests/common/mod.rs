@@ -84,6 +84,8 @@ pub struct TestServer {
     pub base: String,
     pub config: Config,
     pub running: Option<actix_web::dev::ServerHandle>,
+    /// Runs a graceful shutdown, as SIGTERM does.
+    pub shutdown: switchyard::server::Shutdown,
     _dir: TempDir,
 }
 
@@ -98,8 +100,9 @@ impl TestServer {
         let running: RunningServer = switchyard::server::start(config.clone()).await.expect("server starts");
         let base = format!("http://{}", running.addr);
         let handle = running.handle.clone();
+        let shutdown = running.shutdown();
         actix_web::rt::spawn(running.wait());
-        TestServer { base, config, running: Some(handle), _dir: dir }
+        TestServer { base, config, running: Some(handle), shutdown, _dir: dir }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -160,6 +160,56 @@ test("key created, updated, disabled and deleted reach every admin; subscribers 
   await b.stop();
 });
 
+test("keys created, disabled, enabled and deleted with the CLI in another process reach every admin; the key's clients are cut", async () => {
+  const a = await admin();
+  const b = await admin({ transport: "LongPolling" });
+  const created = await server.cli(["keys", "create", "--name", "from-the-cli", "--max-budget", "3"]);
+  assert.equal(created.code, 0, created.stderr);
+  const key = created.stdout.trim();
+  assert.match(key, /^condt_/);
+  let id;
+  for (const conn of [a, b]) {
+    const info = await conn.next("VirtualKeyCreated", (k) => k.keyName === "from-the-cli");
+    assert.equal(info.maxBudget, 3);
+    assert.ok(!JSON.stringify(info).includes(key), "the key itself is never sent");
+    id = info.id;
+  }
+  await a.connection.invoke("SubscribeToVirtualKey", id);
+  await a.next("SubscribedToVirtualKey", (v) => v === id);
+
+  // The key's live client (the official client, over SSE) is closed within a second of the CLI's change.
+  const client = builder(`${server.url}/hubs/image-generation`, { transport: "ServerSentEvents", accessTokenFactory: () => key }).build();
+  let closedWith;
+  const closed = new Promise((resolve) => client.onclose((e) => resolve((closedWith = e))));
+  await client.start();
+  const disabled = await server.cli(["keys", "disable", String(id)]);
+  assert.equal(disabled.code, 0, disabled.stderr);
+  const done = Date.now();
+  await closed;
+  assert.ok(Date.now() - done < 1000, `closed ${Date.now() - done} ms after the CLI finished`);
+  assert.match(String(closedWith?.message), /Virtual key is disabled/);
+  for (const conn of [a, b]) await conn.next("VirtualKeyUpdated", (k) => k.id === id && k.isEnabled === false);
+  const update = await a.next("VirtualKeyUpdate", (u) => u.virtualKeyId === id && u.updateType === "Disabled");
+  assert.equal(update.priority, "high");
+
+  assert.equal((await server.cli(["keys", "enable", String(id)])).code, 0);
+  await b.next("VirtualKeyUpdated", (k) => k.id === id && k.isEnabled === true);
+  await a.next("VirtualKeyUpdate", (u) => u.virtualKeyId === id && u.updateType === "Enabled");
+
+  assert.equal((await server.cli(["keys", "delete", String(id)])).code, 0);
+  for (const conn of [a, b]) await conn.next("VirtualKeyDeleted", (d) => d.virtualKeyId === id);
+  await a.next("VirtualKeyUpdate", (u) => u.virtualKeyId === id && u.updateType === "Deleted");
+  const again = await server.cli(["keys", "delete", String(id)]);
+  assert.notEqual(again.code, 0);
+  assert.match(again.stderr, new RegExp(`no virtual key with id ${id}`));
+  // Each change was announced once.
+  const count = (name, pred) => a.events.filter((e) => e.name === name && pred(e.arg)).length;
+  assert.equal(count("VirtualKeyCreated", (k) => k.id === id), 1);
+  assert.equal(count("VirtualKeyDeleted", (d) => d.virtualKeyId === id), 1);
+  await a.stop();
+  await b.stop();
+});
+
 /** Runs a simulated job; done when the key's subscriber `a` sees the spend reach `spend`. */
 test("a key that expires is reported to its subscribers with high priority", async () => {
   const a = await admin();

@@ -86,16 +86,17 @@ export async function startServer({ env = {} } = {}) {
   const port = await freePort();
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "sy-client-tests-"));
   const logLines = [];
+  const serverEnv = {
+    ...process.env,
+    SWITCHYARD__SIGNALR__CONFORMANCE: "true",
+    CONDUIT_MASTER_KEY: MASTER_KEY,
+    SWITCHYARD__SERVER__DATA_DIR: dataDir,
+    SWITCHYARD__SERVER__WORKERS: "2",
+    ...env,
+  };
   const child = spawn(bin, ["serve", "--bind", `127.0.0.1:${port}`], {
     cwd: repoRoot,
-    env: {
-      ...process.env,
-      SWITCHYARD__SIGNALR__CONFORMANCE: "true",
-      CONDUIT_MASTER_KEY: MASTER_KEY,
-      SWITCHYARD__SERVER__DATA_DIR: dataDir,
-      SWITCHYARD__SERVER__WORKERS: "2",
-      ...env,
-    },
+    env: serverEnv,
     stdio: ["ignore", "pipe", "pipe"],
   });
   const keep = (chunk) => {
@@ -128,6 +129,18 @@ export async function startServer({ env = {} } = {}) {
     url,
     port,
     log: () => logLines.join("\n"),
+    /** Runs `switchyard ARGS…` (e.g. `keys create`) as another process on this server's database. */
+    cli(args) {
+      return new Promise((resolve, reject) => {
+        const run = spawn(bin, args, { cwd: repoRoot, env: { ...serverEnv, RUST_LOG: "warn" }, stdio: ["ignore", "pipe", "pipe"] });
+        let stdout = "";
+        let stderr = "";
+        run.stdout.on("data", (c) => (stdout += c));
+        run.stderr.on("data", (c) => (stderr += c));
+        run.on("error", reject);
+        run.on("exit", (code) => resolve({ code, stdout, stderr }));
+      });
+    },
     async stats() {
       const res = await fetch(`${url}/api/stats`, { headers: { "X-API-Key": MASTER_KEY } });
       if (res.status !== 200) {

@@ -13,7 +13,7 @@ import path from "node:path";
 import { MASTER_KEY, binaryPath, builder, deferred, freePort, repoRoot, sleep, waitFor, within } from "./harness.js";
 
 /** Starts `switchyard serve` on `port` with `dataDir`; resolves once /health/live answers. */
-async function serve(port, dataDir) {
+async function serve(port, dataDir, env = {}) {
   const lines = [];
   const child = spawn(binaryPath(), ["serve", "--bind", `127.0.0.1:${port}`], {
     cwd: repoRoot,
@@ -24,6 +24,7 @@ async function serve(port, dataDir) {
       SWITCHYARD__SERVER__WORKERS: "2",
       SWITCHYARD__SHUTDOWN__TIMEOUT: "10",
       SWITCHYARD__REDIS__KEY_PREFIX: `sy-node-shutdown-${process.pid}`,
+      ...env,
     },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -110,6 +111,76 @@ test("SIGTERM: clients get Close with allowReconnect, reconnect to the restarted
     }
   } finally {
     for (const c of clients) await c.connection.stop().catch(() => {});
+    server.child.kill("SIGTERM");
+    await Promise.race([server.exit, sleep(5000)]);
+    server.child.kill("SIGKILL");
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  }
+});
+
+test("a simulated job running at SIGTERM is resumed by the restarted server; the reconnected client gets its completion", async () => {
+  // The embedded defaults: SQLite under the data dir, no Redis; the job runs inside the server process.
+  const env = {
+    DATABASE_URL: "",
+    REDIS_URL: "",
+    SWITCHYARD__GENERATION__SIMULATED_DURATION_MS: "6000",
+    SWITCHYARD__GENERATION__SIMULATED_STEPS: "6",
+  };
+  const port = await freePort();
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "sy-shutdown-"));
+  let server = await serve(port, dataDir, env);
+  let connection;
+  try {
+    const created = await post(`${server.url}/api/virtualkeys`, { keyName: "mid-flight" }, { "X-API-Key": MASTER_KEY });
+    const key = created.body.virtualKey;
+    const job = await post(`${server.url}/v1/images/generations/async`, { model: "sim-image", prompt: "p" }, {
+      Authorization: `Bearer ${key}`,
+    });
+    assert.equal(job.status, 202);
+    const taskId = job.body.taskId;
+    const events = [];
+    const reconnected = deferred();
+    connection = builder(`${server.url}/hubs/image-generation`, {
+      accessTokenFactory: () => key,
+      automaticReconnect: Array(120).fill(250),
+    }).build();
+    connection.on("TaskProgress", (id, progress) => events.push(["progress", id, progress]));
+    connection.on("TaskCompleted", (id, result) => events.push(["completed", id, result]));
+    connection.on("TaskFailed", (id, error) => events.push(["failed", id, error]));
+    connection.onreconnected(async () => {
+      await connection.invoke("SubscribeToTask", taskId).catch(() => {});
+      reconnected.resolve();
+    });
+    await connection.start();
+    await connection.invoke("SubscribeToTask", taskId);
+    await waitFor(() => events.some((e) => e[0] === "progress" && e[2] > 0), "the job's first progress step");
+
+    server.child.kill("SIGTERM");
+    assert.equal((await within(server.exit, 15000, "the server to exit")).code, 0, server.log());
+    const status = async () => {
+      const res = await fetch(`${server.url}/v1/images/generations/${taskId}/status`, { headers: { Authorization: `Bearer ${key}` } });
+      return res.json();
+    };
+    const progressAtStop = events.filter((e) => e[0] === "progress").at(-1)[2];
+
+    server = await serve(port, dataDir, env);
+    const stored = await status();
+    assert.equal(stored.status, "processing", "the job was mid-flight when the server stopped");
+    assert.ok(stored.progress > 0 && stored.progress < 100, JSON.stringify(stored));
+    await within(reconnected.promise, 20000, "the client to reconnect");
+    await waitFor(() => events.find((e) => e[0] === "completed" && e[1] === taskId), "TaskCompleted after the restart", 30000);
+    const completed = events.find((e) => e[0] === "completed");
+    assert.equal(completed[2].imageUrl, `${server.url}/media/${taskId}.svg`, "the result links to where the client went");
+    assert.equal(events.some((e) => e[0] === "failed"), false);
+    // The job went on from where it stopped: progress never went back.
+    const progress = events.filter((e) => e[0] === "progress").map((e) => e[2]);
+    assert.deepEqual(progress, [...progress].sort((a, b) => a - b), `progress ${progress}`);
+    assert.ok(progress.at(-1) > progressAtStop, `progress after the restart: ${progress}`);
+    assert.equal((await status()).status, "completed");
+    assert.match(server.log(), /resuming an abandoned simulated job/);
+    assert.equal(connection.state, "Connected");
+  } finally {
+    await connection?.stop().catch(() => {});
     server.child.kill("SIGTERM");
     await Promise.race([server.exit, sleep(5000)]);
     server.child.kill("SIGKILL");

@@ -1,4 +1,6 @@
-// The admin hub test page: connect with the master key, call every method, log every event.
+// The admin hub test page: connect with the master key, call every method, log every event. "Test
+// Subscriptions" runs the subscription methods in turn (the key id field's key, if one is entered, and
+// the provider field's provider) and logs what each answered.
 import { HubClient, logLine } from "/operator/signalr-lite.js";
 
 const EVENTS = [
@@ -12,8 +14,27 @@ let hub = null;
 
 function setConnected(on, text) {
   $("state").textContent = text;
+  $("state").dataset.state = on ? "connected" : "disconnected";
   $("connect").disabled = on;
   $("disconnect").disabled = !on;
+  $("test-subscriptions").disabled = !on;
+}
+
+/** Invokes one method and logs how it ended; resolves to whether it completed. */
+async function call(method, args) {
+  try {
+    await hub.invoke(method, ...args);
+    logLine($("log"), `${method}(${args.map((a) => JSON.stringify(a)).join(", ")}) completed`);
+    return true;
+  } catch (e) {
+    logLine($("log"), `${method} failed: ${e.message}`);
+    return false;
+  }
+}
+
+function argOf(field) {
+  const raw = $(field).value.trim();
+  return /^\d+$/.test(raw) ? Number(raw) : raw;
 }
 
 $("connect").addEventListener("click", async () => {
@@ -34,15 +55,14 @@ $("connect").addEventListener("click", async () => {
 });
 $("disconnect").addEventListener("click", () => hub && hub.stop());
 for (const button of document.querySelectorAll("button[data-method]")) {
-  button.addEventListener("click", async () => {
-    const method = button.dataset.method;
-    const raw = button.dataset.arg ? $(button.dataset.arg).value.trim() : undefined;
-    const args = raw === undefined ? [] : [/^\d+$/.test(raw) ? Number(raw) : raw];
-    try {
-      await hub.invoke(method, ...args);
-      logLine($("log"), `${method}(${args.map((a) => JSON.stringify(a)).join(", ")}) completed`);
-    } catch (e) {
-      logLine($("log"), `${method} failed: ${e.message}`);
-    }
-  });
+  button.addEventListener("click", () => call(button.dataset.method, button.dataset.arg ? [argOf(button.dataset.arg)] : []));
 }
+$("test-subscriptions").addEventListener("click", async () => {
+  const calls = [];
+  if ($("keyId").value.trim()) calls.push(["SubscribeToVirtualKey", [argOf("keyId")]]);
+  if ($("provider").value.trim()) calls.push(["SubscribeToProvider", [argOf("provider")]]);
+  calls.push(["RefreshProviderHealth", []]);
+  let ok = 0;
+  for (const [method, args] of calls) if (await call(method, args)) ok++;
+  logLine($("log"), `Test Subscriptions: ${ok} of ${calls.length} methods completed`);
+});
