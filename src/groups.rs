@@ -126,6 +126,10 @@ pub struct ConnectionGroups {
     /// Connections whose cluster-wide place is being reserved: `true` once they left meanwhile, so that
     /// their place is given back rather than kept (and refreshed) for a connection that is gone.
     reserving: HashMap<String, bool>,
+    /// Connections that left recently, per principal, whose release is sent in the background: the
+    /// principal's next reservation gives their places back first (ordering the two), and the list is
+    /// cleared at every refresh, when those releases are long done.
+    released: HashMap<String, Vec<String>>,
 }
 
 impl ConnectionGroups {
@@ -154,12 +158,14 @@ impl ConnectionGroups {
             shared: None,
             placed: HashMap::new(),
             reserving: HashMap::new(),
+            released: HashMap::new(),
         }
     }
 
     /// Gives a connection's cluster-wide place back, in the background.
-    fn release(&self, principal: String, connection_id: String) {
+    fn release(&mut self, principal: String, connection_id: String) {
         let Some(shared) = self.shared.clone() else { return };
+        self.released.entry(principal.clone()).or_default().push(connection_id.clone());
         actix::spawn(async move {
             if let Err(e) = shared.release(&principal, &connection_id).await {
                 // The lease runs out by itself; until then the place stays taken.
@@ -208,6 +214,7 @@ impl Actor for ConnectionGroups {
     fn started(&mut self, ctx: &mut Self::Context) {
         let Some(shared) = self.shared.clone() else { return };
         ctx.run_interval(shared.refresh_every(), move |act, _| {
+            act.released.clear();
             let live: Vec<(String, Vec<String>)> =
                 act.placed.iter().map(|(principal, ids)| (principal.clone(), ids.iter().cloned().collect())).collect();
             let shared = shared.clone();
@@ -242,8 +249,10 @@ impl Handler<Join> for ConnectionGroups {
         let connection_id = msg.connection_id.clone();
         let placed_id = connection_id.clone();
         let shared = self.shared.clone().zip(msg.cap);
+        let mut left = Vec::new();
         if shared.is_some() {
             self.reserving.insert(placed_id.clone(), false);
+            left = self.released.remove(&key).unwrap_or_default();
         }
         let (group, joined) = (addr.clone(), addr.send(msg));
         let principal = key.clone();
@@ -251,7 +260,7 @@ impl Handler<Join> for ConnectionGroups {
             let mut count = joined.await.unwrap_or(Err(CapReached::Limit { limit: 0 }))?;
             let Some((shared, limit)) = shared else { return Ok((count, false)) };
             // This node had room; the other nodes' connections count too.
-            match shared.reserve(&principal, &connection_id, limit).await {
+            match shared.reserve(&principal, &connection_id, limit, &left).await {
                 Ok(true) => Ok((count, true)),
                 Ok(false) => {
                     count = group.send(Leave { key: principal, connection_id }).await.unwrap_or(0);

@@ -12,12 +12,16 @@ use deadpool_redis::redis;
 /// stop counting after this.
 pub const LEASE: Duration = Duration::from_secs(30);
 
-/// Drops expired entries, then adds the connection unless the set is full. Answers the new count, or
-/// -1 when full. Time is Redis's own clock, so nodes with skewed clocks agree.
+/// Drops expired entries and the places of connections that just left (ARGV[4..], whose own release
+/// may still be on its way), then adds the connection unless the set is full. Answers the new count,
+/// or -1 when full. Time is Redis's own clock, so nodes with skewed clocks agree.
 const RESERVE: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+for i = 4, #ARGV do
+  redis.call('ZREM', KEYS[1], ARGV[i])
+end
 local lease = tonumber(ARGV[1])
 if not redis.call('ZSCORE', KEYS[1], ARGV[2]) then
   if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
@@ -78,19 +82,24 @@ impl SharedCounts {
     }
 
     /// Takes a place for `connection_id` among the principal's connections on all nodes: `Ok(false)`
-    /// when `cap` places are already taken.
-    pub async fn reserve(&self, principal: &str, connection_id: &str, cap: usize) -> Result<bool, String> {
+    /// when `cap` places are already taken. `left` are connections of this principal that ended here
+    /// and whose release may not have reached Redis yet: their places are given back first, so that a
+    /// client reconnecting right after closing is not refused by its own old connection.
+    pub async fn reserve(
+        &self,
+        principal: &str,
+        connection_id: &str,
+        cap: usize,
+        left: &[String],
+    ) -> Result<bool, String> {
         self.bounded(async {
             let mut conn = self.pool.get().await.map_err(|e| e.to_string())?;
-            let count: i64 = self
-                .reserve
-                .key(self.key(principal))
-                .arg(self.lease.as_millis() as u64)
-                .arg(connection_id)
-                .arg(cap)
-                .invoke_async(&mut conn)
-                .await
-                .map_err(|e| e.to_string())?;
+            let mut call = self.reserve.key(self.key(principal));
+            call.arg(self.lease.as_millis() as u64).arg(connection_id).arg(cap);
+            for id in left {
+                call.arg(id);
+            }
+            let count: i64 = call.invoke_async(&mut conn).await.map_err(|e| e.to_string())?;
             Ok(count >= 0)
         })
         .await
