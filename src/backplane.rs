@@ -264,52 +264,20 @@ async fn append(pool: &deadpool_redis::Pool, stream: &str, node_id: &str, batch:
     pipe.query_async::<()>(&mut conn).await.map_err(|e| e.to_string())
 }
 
-/// Follows the stream from its end, forever. It hands other nodes' broadcasts to the actor and
-/// reconnects after failures, without losing its place.
+/// Follows the stream from its end, forever, handing other nodes' broadcasts to the actor.
 async fn read_stream(pool: deadpool_redis::Pool, stream: String, node_id: String, me: Addr<Backplane>) {
-    use deadpool_redis::redis::streams::{StreamReadOptions, StreamReadReply};
-    use deadpool_redis::redis::AsyncCommands;
-    let mut last_id = "$".to_string();
-    loop {
-        let mut conn = match pool.get().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                tracing::warn!(error = %e, "backplane: Redis unavailable, retrying");
-                metrics::REDIS_ERRORS.inc();
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        loop {
-            let options = StreamReadOptions::default().block(1000).count(500);
-            let reply: Result<StreamReadReply, _> =
-                conn.xread_options(&[stream.as_str()], &[last_id.as_str()], &options).await;
-            match reply {
-                Ok(reply) => {
-                    for key in reply.keys {
-                        for entry in key.ids {
-                            last_id = entry.id.clone();
-                            let from: Option<String> = entry.get("node");
-                            if from.as_deref() == Some(node_id.as_str()) {
-                                continue;
-                            }
-                            let payload: Option<String> = entry.get("msg");
-                            match payload.as_deref().map(serde_json::from_str::<Broadcast>) {
-                                Some(Ok(broadcast)) => me.do_send(Remote(broadcast)),
-                                _ => tracing::warn!(id = %entry.id, "backplane: unreadable entry skipped"),
-                            }
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "backplane: read failed, reconnecting");
-                    metrics::REDIS_ERRORS.inc();
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    break;
-                }
-            }
+    crate::redis_pool::follow_stream(pool, stream, "backplane", |entry| {
+        let from: Option<String> = entry.get("node");
+        if from.as_deref() == Some(node_id.as_str()) {
+            return;
         }
-    }
+        let payload: Option<String> = entry.get("msg");
+        match payload.as_deref().map(serde_json::from_str::<Broadcast>) {
+            Some(Ok(broadcast)) => me.do_send(Remote(broadcast)),
+            _ => tracing::warn!(id = %entry.id, "backplane: unreadable entry skipped"),
+        }
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -3,7 +3,6 @@
 //! its hub. The group only ever holds the owner's connections.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use actix::prelude::*;
 
@@ -37,47 +36,16 @@ impl Actor for TaskProgress {
     }
 }
 
-/// Follows the Redis stream from its end, forever, reconnecting after failures.
+/// Follows the Redis updates stream from its end, forever.
 async fn read_stream(pool: deadpool_redis::Pool, stream: String, me: Addr<TaskProgress>) {
-    use deadpool_redis::redis::streams::{StreamReadOptions, StreamReadReply};
-    use deadpool_redis::redis::AsyncCommands;
-    let mut last_id = "$".to_string();
-    loop {
-        let mut conn = match pool.get().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                tracing::warn!(error = %e, "task updates stream: Redis unavailable, retrying");
-                crate::ops::metrics::REDIS_ERRORS.inc();
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        loop {
-            let options = StreamReadOptions::default().block(1000).count(500);
-            let reply: Result<StreamReadReply, _> =
-                conn.xread_options(&[stream.as_str()], &[last_id.as_str()], &options).await;
-            match reply {
-                Ok(reply) => {
-                    for key in reply.keys {
-                        for entry in key.ids {
-                            last_id = entry.id.clone();
-                            let payload: Option<String> = entry.get("task");
-                            match payload.as_deref().map(serde_json::from_str::<TaskEvent>) {
-                                Some(Ok(event)) => me.do_send(PublishTask(event)),
-                                _ => tracing::warn!(id = %entry.id, "task updates stream: unreadable entry skipped"),
-                            }
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "task updates stream: read failed, reconnecting");
-                    crate::ops::metrics::REDIS_ERRORS.inc();
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    break;
-                }
-            }
+    crate::redis_pool::follow_stream(pool, stream, "task updates", |entry| {
+        let payload: Option<String> = entry.get("task");
+        match payload.as_deref().map(serde_json::from_str::<TaskEvent>) {
+            Some(Ok(event)) => me.do_send(PublishTask(event)),
+            _ => tracing::warn!(id = %entry.id, "task updates stream: unreadable entry skipped"),
         }
-    }
+    })
+    .await
 }
 
 /// Makes a hub the destination of one kind of task.
