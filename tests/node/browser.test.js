@@ -10,11 +10,10 @@ import { createRequire } from "node:module";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
 
-import { assertNoLeaks, startServer } from "./harness.js";
+import { assertNoLeaks, launchChromium, startServer } from "./harness.js";
 
 const require = createRequire(import.meta.url);
 const here = path.dirname(fileURLToPath(import.meta.url));
-const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 
 let server;
 let pageServer;
@@ -35,20 +34,7 @@ before(async () => {
     }
   });
   await new Promise((resolve) => pageServer.listen(0, "127.0.0.1", resolve));
-  const { chromium } = await import("playwright-core");
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--no-first-run",
-      "--disable-sync",
-    ],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {

@@ -333,6 +333,24 @@ export function serverBehindProxy(options) {
 }
 
 /** The `connectionId` of a started connection (what servers address), checked to be non-empty. */
+/** Headless Chromium from the system (Debian's `chromium`, or CHROMIUM_PATH), driven by playwright-core. */
+export async function launchChromium() {
+  const { chromium } = await import("playwright-core");
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH || "/usr/bin/chromium",
+    headless: true,
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--no-first-run",
+      "--disable-sync",
+    ],
+  });
+}
+
 export function connectionIdOf(connection) {
   const id = connection.connectionId;
   if (!id) throw new Error("connection has no connectionId");

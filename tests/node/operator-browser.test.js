@@ -5,29 +5,14 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
-import { MASTER_KEY, assertNoLeaks, builder, deferred, startServer, waitFor, within } from "./harness.js";
-
-const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
+import { MASTER_KEY, assertNoLeaks, builder, deferred, launchChromium, startServer, waitFor, within } from "./harness.js";
 
 let server;
 let browser;
 
 before(async () => {
   server = await startServer();
-  const { chromium } = await import("playwright-core");
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--no-first-run",
-      "--disable-sync",
-    ],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {
