@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use crate::db::spaces::EventRow;
 use crate::groups::{CloseAll, ConnectionGroups};
 use crate::ops::metrics;
-use crate::ops::provider_health::{Adopt, ProviderHealth, ProviderHealthInfo};
+use crate::ops::provider_health::{Adopt, HealthStatus, ProviderHealth, ProviderHealthInfo};
 use crate::signalr::hub_actor::{HubActor, Outgoing, Target};
 use crate::spaces::fanout::{self, SpaceFanout};
 
@@ -55,9 +55,9 @@ pub enum Broadcast {
     /// A space is taken away from one entity's streams, or from every stream (`entity_id: None`).
     #[serde(rename_all = "camelCase")]
     SpaceRevoked { space_id: String, entity_id: Option<String> },
-    /// A provider's health changed on some node.
+    /// A provider's health changed on some node (from `previous`, if it had one).
     #[serde(rename_all = "camelCase")]
-    ProviderHealth { info: ProviderHealthInfo },
+    ProviderHealth { info: ProviderHealthInfo, previous: Option<HealthStatus> },
     /// Every connection of a principal (e.g. a key just disabled) is closed with `reason`.
     #[serde(rename_all = "camelCase")]
     ClosePrincipal { principal: String, reason: String },
@@ -147,9 +147,9 @@ impl Backplane {
                     .boxed();
                 }
             }
-            Broadcast::ProviderHealth { info } => {
+            Broadcast::ProviderHealth { info, previous } => {
                 if let Some(health) = &self.provider_health {
-                    health.do_send(Adopt(info));
+                    health.do_send(Adopt { info, previous });
                 }
             }
             Broadcast::ClosePrincipal { principal, reason } => {

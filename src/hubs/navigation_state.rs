@@ -3,7 +3,9 @@
 //! default; others get 403 at negotiate and connect). On connect a connection joins
 //! `navigation-updates`; methods `SubscribeToModel(id)`, `UnsubscribeFromModel(id)`,
 //! `RequestCurrentState()` (→ `StateUpdateRequested {timestamp}`). Provider health changes are pushed as
-//! `NavigationStateUpdate` to everyone and as `ModelUpdate` to the subscribers of that provider's models.
+//! `NavigationStateUpdate` to everyone and as `ModelUpdate` to the subscribers of that provider's models,
+//! typed `ProviderHealthChanged`; when the change makes the provider's models unavailable (it became
+//! Unhealthy) or available again, a `ModelAvailabilityChanged` update follows the same way.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -14,7 +16,7 @@ use actix_web::HttpRequest;
 use futures_util::future::LocalBoxFuture;
 use serde_json::{json, Value};
 
-use crate::ops::provider_health::ProviderHealthInfo;
+use crate::ops::provider_health::{HealthStatus, ProviderHealthInfo};
 use crate::signalr::endpoint::{AuthRejection, Authenticator};
 use crate::signalr::hub::{Call, Hub, HubContext, HubError, HubReply, MethodInfo};
 use crate::signalr::hub_actor::{HubActor, Outgoing, Target};
@@ -137,8 +139,9 @@ impl Hub for NavigationStateHub {
     }
 }
 
-/// Pushes a provider health change to the hub's clients.
-pub fn provider_health_changed(hub: &Addr<HubActor>, info: &ProviderHealthInfo) {
+/// Pushes a provider health change to the hub's clients, and a change of its models' availability
+/// when the provider went to or from Unhealthy (from `previous`).
+pub fn provider_health_changed(hub: &Addr<HubActor>, info: &ProviderHealthInfo, previous: Option<HealthStatus>) {
     let data = json!({
         "provider": info.provider,
         "status": info.status,
@@ -146,13 +149,28 @@ pub fn provider_health_changed(hub: &Addr<HubActor>, info: &ProviderHealthInfo) 
         "details": info.details,
         "timestamp": info.last_checked,
     });
-    let update = json!({ "type": "ProviderHealthChanged", "data": data });
+    push(hub, &info.provider, json!({ "type": "ProviderHealthChanged", "data": data }));
+    let available = info.status != HealthStatus::Unhealthy;
+    let was_available = previous.is_none_or(|s| s != HealthStatus::Unhealthy);
+    if available != was_available {
+        let data = json!({
+            "provider": info.provider,
+            "available": available,
+            "status": info.status,
+            "timestamp": info.last_checked,
+        });
+        push(hub, &info.provider, json!({ "type": "ModelAvailabilityChanged", "data": data }));
+    }
+}
+
+/// One update: `NavigationStateUpdate` to everyone, `ModelUpdate` to the followers of the provider's models.
+fn push(hub: &Addr<HubActor>, provider: &str, update: Value) {
     hub.do_send(Outgoing::invocation(
         Target::Group(UPDATES_GROUP.into()),
         "NavigationStateUpdate",
         vec![update.clone()],
     ));
-    hub.do_send(Outgoing::invocation(Target::Group(provider_group(&info.provider)), "ModelUpdate", vec![update]));
+    hub.do_send(Outgoing::invocation(Target::Group(provider_group(provider)), "ModelUpdate", vec![update]));
 }
 
 /// One allowed network: an address and a prefix length.

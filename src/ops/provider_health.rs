@@ -107,7 +107,8 @@ impl ProviderHealth {
         let Some(p) = self.providers.get(name) else { return };
         let moved = before.as_ref().is_none_or(|b| b.status != p.info.status || b.details != p.info.details);
         if moved {
-            self.backplane.do_send(Broadcast::ProviderHealth { info: p.info.clone() });
+            let previous = before.map(|b| b.status);
+            self.backplane.do_send(Broadcast::ProviderHealth { info: p.info.clone(), previous });
         }
     }
 }
@@ -132,18 +133,22 @@ impl Handler<AttachNavigation> for ProviderHealth {
 /// takes it, and this node's operators and navigation clients are told.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Adopt(pub ProviderHealthInfo);
+pub struct Adopt {
+    pub info: ProviderHealthInfo,
+    /// The status before the change, as the node that noticed it saw it.
+    pub previous: Option<HealthStatus>,
+}
 
 impl Handler<Adopt> for ProviderHealth {
     type Result = ();
     fn handle(&mut self, msg: Adopt, _: &mut Self::Context) {
-        let info = msg.0;
+        let Adopt { info, previous } = msg;
         // Only known providers: nodes share their configuration, and a stray name must not grow the table.
         let Some(p) = self.providers.get_mut(&info.provider.to_ascii_lowercase()) else { return };
         p.info = info.clone();
         self.notifier.do_send(AdminEvent::ProviderHealth(info.clone()));
         if let Some(hub) = &self.navigation {
-            crate::hubs::navigation_state::provider_health_changed(hub, &info);
+            crate::hubs::navigation_state::provider_health_changed(hub, &info, previous);
         }
     }
 }

@@ -1,6 +1,7 @@
 // The navigation-state hub (/hubs/navigation-state) with the official client: no credential, but only
 // from allowed networks (loopback by default); state requests; provider health changes pushed as
-// NavigationStateUpdate to everyone and as ModelUpdate to the followers of that provider's models.
+// NavigationStateUpdate to everyone and as ModelUpdate to the followers of that provider's models, with a
+// ModelAvailabilityChanged update when the provider's models become unavailable (Unhealthy) or available again.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startServer, builder, MASTER_KEY, waitFor, assertNoLeaks, sleep } from "./harness.js";
@@ -63,11 +64,20 @@ test("provider health changes reach everyone; ModelUpdate only the followers of 
 
   // Still following one simulated model: still told. Following none: no more ModelUpdate.
   await follower.connection.invoke("UnsubscribeFromModel", "sim-image");
+  const availability = (u) => u.type === "ModelAvailabilityChanged";
+  assert.equal(bystander.find("NavigationStateUpdate", availability), undefined, "Degraded models stay available");
   await report("Unhealthy");
   await follower.next("ModelUpdate", (u) => u.data.status === "Unhealthy");
+  // Unhealthy takes the provider's models away: everyone is told, and so are the followers of its models.
+  const gone = await bystander.next("NavigationStateUpdate", availability);
+  assert.deepEqual([gone.data.provider, gone.data.available, gone.data.status], ["simulated", false, "Unhealthy"]);
+  const goneForFollower = await follower.next("ModelUpdate", availability);
+  assert.equal(goneForFollower.data.available, false);
   await follower.connection.invoke("UnsubscribeFromModel", "sim-video");
   await report("Healthy");
   await bystander.next("NavigationStateUpdate", (u) => u.data.status === "Healthy");
+  const back = await bystander.next("NavigationStateUpdate", (u) => availability(u) && u.data.available);
+  assert.equal(back.data.status, "Healthy");
   await follower.next("NavigationStateUpdate", (u) => u.data.status === "Healthy");
   await sleep(100);
   assert.equal(follower.find("ModelUpdate", (u) => u.data.status === "Healthy"), undefined);
