@@ -299,3 +299,32 @@ async fn a_key_s_connection_cap_holds_across_nodes() {
         }
     }
 }
+
+/// The value of one unlabelled series in a `/metrics` scrape.
+async fn metric(srv: &TestServer, name: &str) -> f64 {
+    let mut res = srv.client().get(srv.url("/metrics")).bearer_auth(MASTER_KEY).send().await.unwrap();
+    let text = String::from_utf8(res.body().await.unwrap().to_vec()).unwrap();
+    let line = text.lines().find(|l| l.split_whitespace().next() == Some(name)).unwrap_or_else(|| panic!("{name}"));
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[actix_rt::test]
+async fn quiet_stream_followers_neither_fail_nor_miss_the_first_broadcast() {
+    let (a, b) = two_nodes().await;
+    // Longer than a blocking read: a client timeout shorter than the block would fail every read here.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(metric(&a, "switchyard_redis_errors_total").await, 0.0, "no Redis errors while idle");
+    let (mut on_b, _) = admin(&b).await;
+    let received = metric(&b, "switchyard_backplane_received_total").await;
+    let res = a
+        .client()
+        .post(a.url("/api/virtualkeys"))
+        .bearer_auth(MASTER_KEY)
+        .send_json(&json!({"keyName": "first"}))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let created = read_until(&mut on_b, |m| m["target"] == "VirtualKeyCreated").await;
+    assert_eq!(created["arguments"][0]["keyName"], "first");
+    assert!(metric(&b, "switchyard_backplane_received_total").await > received);
+}
