@@ -89,7 +89,8 @@ pub async fn follow_stream(
         last_id = Some(from.clone());
         loop {
             let options = StreamReadOptions::default().block(STREAM_BLOCK.as_millis() as usize).count(500);
-            let reply: Result<StreamReadReply, _> = conn.xread_options(&[stream.as_str()], &[from.as_str()], &options).await;
+            let reply: Result<StreamReadReply, _> =
+                conn.xread_options(&[stream.as_str()], &[from.as_str()], &options).await;
             match reply {
                 Ok(reply) => {
                     for entry in reply.keys.into_iter().flat_map(|key| key.ids) {

@@ -33,6 +33,9 @@ redis.call('PEXPIRE', KEYS[1], lease)
 return redis.call('ZCARD', KEYS[1])
 ";
 
+/// Principals refreshed per round trip.
+const REFRESH_CHUNK: usize = 200;
+
 /// Extends the lease of live connections (re-adding any that lapsed during a pause).
 const REFRESH: &str = r"
 local t = redis.call('TIME')
@@ -119,23 +122,28 @@ impl SharedCounts {
         .await
     }
 
-    /// Renews the leases of this node's live connections, per principal.
+    /// Renews the leases of this node's live connections, per principal: a pipeline per chunk of
+    /// principals, each chunk within the timeout, so that many principals cannot starve the last ones.
     pub async fn refresh(&self, live: Vec<(String, Vec<String>)>) -> Result<(), String> {
-        if live.is_empty() {
-            return Ok(());
-        }
-        self.bounded(async {
-            let mut conn = self.pool.get().await.map_err(|e| e.to_string())?;
-            for (principal, ids) in live {
-                let mut call = self.refresh.key(self.key(&principal));
-                call.arg(self.lease.as_millis() as u64);
-                for id in ids {
-                    call.arg(id);
+        for chunk in live.chunks(REFRESH_CHUNK) {
+            self.bounded(async {
+                let mut conn = self.pool.get().await.map_err(|e| e.to_string())?;
+                let mut pipe = redis::pipe();
+                for (principal, ids) in chunk {
+                    let call = pipe.cmd("EVALSHA").arg(self.refresh.get_hash()).arg(1).arg(self.key(principal));
+                    call.arg(self.lease.as_millis() as u64).arg(ids).ignore();
                 }
-                call.invoke_async::<()>(&mut conn).await.map_err(|e| e.to_string())?;
-            }
-            Ok(())
-        })
-        .await
+                match pipe.query_async::<()>(&mut conn).await {
+                    Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                        // First use on this Redis (or after SCRIPT FLUSH): load the script, then run again.
+                        self.refresh.prepare_invoke().load_async(&mut conn).await.map_err(|e| e.to_string())?;
+                        pipe.query_async::<()>(&mut conn).await.map_err(|e| e.to_string())
+                    }
+                    other => other.map_err(|e| e.to_string()),
+                }
+            })
+            .await?;
+        }
+        Ok(())
     }
 }

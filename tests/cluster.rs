@@ -328,3 +328,39 @@ async fn quiet_stream_followers_neither_fail_nor_miss_the_first_broadcast() {
     assert_eq!(created["arguments"][0]["keyName"], "first");
     assert!(metric(&b, "switchyard_backplane_received_total").await > received);
 }
+
+#[actix_rt::test]
+async fn refreshed_places_outlive_their_lease_and_places_of_a_dead_node_lapse() {
+    use switchyard::config::RedisConfig;
+    use switchyard::shared_counts::SharedCounts;
+    let config = RedisConfig {
+        url: common::redis_url(),
+        pool_size: 4,
+        key_prefix: format!("sy-test-{}", uuid::Uuid::new_v4().simple()),
+        timeout_ms: 2000,
+        backplane_stream: "backplane".into(),
+    };
+    let pool = switchyard::redis_pool::connect(&config).unwrap().unwrap();
+    // The refresh script is loaded on demand: start from a Redis that has none.
+    let mut conn = pool.get().await.unwrap();
+    deadpool_redis::redis::cmd("SCRIPT").arg("FLUSH").query_async::<()>(&mut conn).await.unwrap();
+    drop(conn);
+    let lease = Duration::from_millis(800);
+    let counts = SharedCounts::new(pool, config.key_prefix.clone(), lease, Duration::from_secs(2));
+    let principal = "vkey:1";
+    assert!(counts.reserve(principal, "c1", 2, &[]).await.unwrap());
+    assert!(counts.reserve(principal, "c2", 2, &[]).await.unwrap());
+    // Refreshed, the places outlive several leases.
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        counts.refresh(vec![(principal.to_string(), vec!["c1".into(), "c2".into()])]).await.unwrap();
+    }
+    assert!(!counts.reserve(principal, "c3", 2, &[]).await.unwrap(), "both places still held");
+    // A connection that just left here gives its place back within the next reservation.
+    assert!(counts.reserve(principal, "c3", 2, &["c2".to_string()]).await.unwrap());
+    // Nobody refreshes any more (the node died): the places lapse after the lease.
+    tokio::time::sleep(lease + Duration::from_millis(300)).await;
+    assert!(counts.reserve(principal, "c4", 2, &[]).await.unwrap());
+    assert!(counts.reserve(principal, "c5", 2, &[]).await.unwrap());
+    assert!(!counts.reserve(principal, "c6", 2, &[]).await.unwrap());
+}

@@ -46,7 +46,8 @@ pub async fn run(state: web::Data<AppState>, stream: String) {
             }
         }
         loop {
-            let options = redis::streams::StreamReadOptions::default().group(GROUP, &consumer)
+            let options = redis::streams::StreamReadOptions::default()
+                .group(GROUP, &consumer)
                 .block(crate::redis_pool::STREAM_BLOCK.as_millis() as usize)
                 .count(100);
             let reply: Result<redis::streams::StreamReadReply, _> =
