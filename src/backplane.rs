@@ -93,7 +93,9 @@ struct Remote(Broadcast);
 pub struct Backplane {
     node_id: String,
     redis: Option<(deadpool_redis::Pool, String)>,
-    outbound: Option<mpsc::Sender<String>>,
+    /// To the Redis writer: each broadcast with this node's sequence number for it.
+    outbound: Option<mpsc::Sender<(u64, String)>>,
+    sent: u64,
     hubs: HashMap<String, Addr<HubActor>>,
     spaces: Option<Addr<SpaceFanout>>,
     provider_health: Option<Addr<ProviderHealth>>,
@@ -108,6 +110,7 @@ impl Backplane {
             node_id: node_id.into(),
             redis,
             outbound: None,
+            sent: 0,
             hubs: HashMap::new(),
             spaces: None,
             provider_health: None,
@@ -117,7 +120,7 @@ impl Backplane {
 
     /// Hands a broadcast to this node's actors. The returned future resolves once the actors that
     /// must act before the sender goes on (joins and revocations) have done so.
-    fn deliver_locally(&self, broadcast: Broadcast) -> BoxFuture<'static, ()> {
+    fn deliver_locally(&self, broadcast: Broadcast, remote: bool) -> BoxFuture<'static, ()> {
         match broadcast {
             Broadcast::HubInvocation { hub, to, target, arguments } => {
                 if let Some(addr) = self.hubs.get(&hub) {
@@ -129,27 +132,23 @@ impl Backplane {
                     spaces.do_send(fanout::Publish(events));
                 }
             }
+            // Queued like the events around them (a bounded `send` could be parked behind a full mailbox
+            // and overtaken); the caller then waits on a barrier queued behind them.
             Broadcast::SpaceJoined { space_id, entity_id, joined_at } => {
                 if let Some(spaces) = &self.spaces {
-                    let done = spaces.send(fanout::Joined { space_id, entity_id, joined_at });
-                    return async move {
-                        let _ = done.await;
-                    }
-                    .boxed();
+                    spaces.do_send(fanout::Joined { space_id, entity_id, joined_at });
+                    return barrier(spaces);
                 }
             }
             Broadcast::SpaceRevoked { space_id, entity_id } => {
                 if let Some(spaces) = &self.spaces {
-                    let done = spaces.send(fanout::Revoke { space_id, entity_id });
-                    return async move {
-                        let _ = done.await;
-                    }
-                    .boxed();
+                    spaces.do_send(fanout::Revoke { space_id, entity_id });
+                    return barrier(spaces);
                 }
             }
             Broadcast::ProviderHealth { info, previous } => {
                 if let Some(health) = &self.provider_health {
-                    health.do_send(Adopt { info, previous });
+                    health.do_send(Adopt { info, previous, remote });
                 }
             }
             Broadcast::ClosePrincipal { principal, reason } => {
@@ -160,6 +159,15 @@ impl Backplane {
         }
         futures_util::future::ready(()).boxed()
     }
+}
+
+/// Resolves once `spaces` has handled everything queued before it.
+fn barrier(spaces: &Addr<SpaceFanout>) -> BoxFuture<'static, ()> {
+    let done = spaces.send(fanout::ConnectionCount);
+    async move {
+        let _ = done.await;
+    }
+    .boxed()
 }
 
 impl Actor for Backplane {
@@ -196,7 +204,8 @@ impl Handler<Broadcast> for Backplane {
         if let Some(outbound) = &self.outbound {
             match serde_json::to_string(&msg) {
                 Ok(payload) => {
-                    if outbound.try_send(payload).is_err() {
+                    self.sent += 1;
+                    if outbound.try_send((self.sent, payload)).is_err() {
                         metrics::BACKPLANE_DROPPED.inc();
                         tracing::warn!("backplane: Redis writer is behind; a broadcast reaches this node only");
                     }
@@ -204,7 +213,7 @@ impl Handler<Broadcast> for Backplane {
                 Err(e) => tracing::error!(error = %e, "backplane: cannot encode a broadcast"),
             }
         }
-        self.deliver_locally(msg)
+        self.deliver_locally(msg, false)
     }
 }
 
@@ -212,32 +221,35 @@ impl Handler<Remote> for Backplane {
     type Result = ResponseFuture<()>;
     fn handle(&mut self, msg: Remote, _: &mut Self::Context) -> Self::Result {
         metrics::BACKPLANE_RECEIVED.inc();
-        self.deliver_locally(msg.0)
+        self.deliver_locally(msg.0, true)
     }
 }
 
-/// Appends queued broadcasts to the stream, in the order they were sent, a batch per round trip.
-async fn write_stream(pool: deadpool_redis::Pool, stream: String, node_id: String, mut rx: mpsc::Receiver<String>) {
+/// Appends queued broadcasts to the stream, in the order they were sent, a batch per round trip. While
+/// Redis is away the batch is retried (with backoff) rather than dropped: a spaces stream on another node
+/// would otherwise wait for its missing event until the next one. Meanwhile new broadcasts queue, up to
+/// the queue's bound. A retry may append entries that a timed-out attempt already appended; readers
+/// skip them by their sequence number.
+async fn write_stream(
+    pool: deadpool_redis::Pool,
+    stream: String,
+    node_id: String,
+    mut rx: mpsc::Receiver<(u64, String)>,
+) {
     let mut batch = Vec::with_capacity(WRITE_BATCH);
     while rx.recv_many(&mut batch, WRITE_BATCH).await > 0 {
-        let mut attempt = 0u64;
+        let mut backoff = Duration::from_millis(100);
         loop {
             match append(&pool, &stream, &node_id, &batch).await {
                 Ok(()) => {
                     metrics::BACKPLANE_SENT.add(batch.len() as u64);
                     break;
                 }
-                Err(e) if attempt < 3 => {
-                    metrics::REDIS_ERRORS.inc();
-                    tracing::warn!(error = %e, "backplane: append failed, retrying");
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
-                }
                 Err(e) => {
                     metrics::REDIS_ERRORS.inc();
-                    metrics::BACKPLANE_DROPPED.add(batch.len() as u64);
-                    tracing::error!(error = %e, dropped = batch.len(), "backplane: Redis unavailable; broadcasts reached this node only");
-                    break;
+                    tracing::warn!(error = %e, waiting = batch.len(), "backplane: append failed, retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
             }
         }
@@ -245,10 +257,15 @@ async fn write_stream(pool: deadpool_redis::Pool, stream: String, node_id: Strin
     }
 }
 
-async fn append(pool: &deadpool_redis::Pool, stream: &str, node_id: &str, batch: &[String]) -> Result<(), String> {
+async fn append(
+    pool: &deadpool_redis::Pool,
+    stream: &str,
+    node_id: &str,
+    batch: &[(u64, String)],
+) -> Result<(), String> {
     let mut conn = pool.get().await.map_err(|e| e.to_string())?;
     let mut pipe = deadpool_redis::redis::pipe();
-    for payload in batch {
+    for (seq, payload) in batch {
         pipe.cmd("XADD")
             .arg(stream)
             .arg("MAXLEN")
@@ -257,6 +274,8 @@ async fn append(pool: &deadpool_redis::Pool, stream: &str, node_id: &str, batch:
             .arg("*")
             .arg("node")
             .arg(node_id)
+            .arg("seq")
+            .arg(seq)
             .arg("msg")
             .arg(payload)
             .ignore();
@@ -264,13 +283,21 @@ async fn append(pool: &deadpool_redis::Pool, stream: &str, node_id: &str, batch:
     pipe.query_async::<()>(&mut conn).await.map_err(|e| e.to_string())
 }
 
-/// Follows the stream from its end, forever, handing other nodes' broadcasts to the actor.
+/// Follows the stream from its end, forever, handing other nodes' broadcasts to the actor, each once
+/// (a node's sequence numbers only grow, so an entry appended again by a retry is recognised).
 async fn read_stream(pool: deadpool_redis::Pool, stream: String, node_id: String, me: Addr<Backplane>) {
+    let mut last_seen: HashMap<String, u64> = HashMap::new();
     crate::redis_pool::follow_stream(pool, stream, "backplane", |entry| {
-        let from: Option<String> = entry.get("node");
-        if from.as_deref() == Some(node_id.as_str()) {
+        let Some(from) = entry.get::<String>("node") else { return };
+        if from == node_id {
             return;
         }
+        let seq: u64 = entry.get("seq").unwrap_or(0);
+        let last = last_seen.entry(from).or_insert(0);
+        if seq <= *last {
+            return;
+        }
+        *last = seq;
         let payload: Option<String> = entry.get("msg");
         match payload.as_deref().map(serde_json::from_str::<Broadcast>) {
             Some(Ok(broadcast)) => me.do_send(Remote(broadcast)),

@@ -269,9 +269,11 @@ impl Handler<Join> for ConnectionGroups {
                 }
                 Err(e) => {
                     // Redis down: the cap holds per node until it is back, rather than refusing everyone.
+                    // Kept as placed: the next refresh counts it cluster-wide again (the script may even
+                    // have run), and its release is a harmless no-op if it never did.
                     crate::ops::metrics::REDIS_ERRORS.inc();
                     tracing::warn!(error = %e, "cluster-wide connection count unavailable; enforcing the cap per node");
-                    Ok((count, false))
+                    Ok((count, true))
                 }
             }
         };
@@ -284,8 +286,11 @@ impl Handler<Join> for ConnectionGroups {
                     } else if placed {
                         act.placed.entry(key.clone()).or_default().insert(placed_id);
                     }
-                    // Re-insert if a concurrent Leave emptied the entry meanwhile: the actor still holds us.
-                    act.groups.entry(key).or_insert_with(|| (addr, n)).1 = n;
+                    // Re-insert if a concurrent Leave of another connection emptied the entry meanwhile: the
+                    // actor still holds us. If we left ourselves, the Leave already set the count.
+                    if !left_meanwhile {
+                        act.groups.entry(key).or_insert_with(|| (addr, n)).1 = n;
+                    }
                     Ok(n)
                 }
                 Err(refusal) => {

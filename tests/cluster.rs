@@ -364,3 +364,37 @@ async fn refreshed_places_outlive_their_lease_and_places_of_a_dead_node_lapse() 
     assert!(counts.reserve(principal, "c5", 2, &[]).await.unwrap());
     assert!(!counts.reserve(principal, "c6", 2, &[]).await.unwrap());
 }
+
+#[actix_rt::test]
+async fn an_entry_appended_twice_by_a_retry_is_delivered_once() {
+    let (a, _b) = two_nodes().await;
+    let (mut admin_a, _) = admin(&a).await;
+    let pool = switchyard::redis_pool::connect(&a.config.redis).unwrap().unwrap();
+    let mut conn = pool.get().await.unwrap();
+    let stream = a.config.redis.key(&a.config.redis.backplane_stream);
+    let created = |name: &str| {
+        json!({"kind": "hubInvocation", "hub": "/hubs/admin-notifications", "to": {"Group": "admins"},
+               "target": "VirtualKeyCreated", "arguments": [{"keyName": name}]})
+        .to_string()
+    };
+    // Another node's writer retried a batch that had already been appended: seq 1 arrives twice.
+    for (seq, name) in [(1, "once"), (1, "once"), (2, "second")] {
+        deadpool_redis::redis::cmd("XADD")
+            .arg(&stream)
+            .arg("*")
+            .arg("node")
+            .arg("node-elsewhere")
+            .arg("seq")
+            .arg(seq)
+            .arg("msg")
+            .arg(created(name))
+            .query_async::<String>(&mut conn)
+            .await
+            .unwrap();
+    }
+    let first = read_until(&mut admin_a, |m| m["target"] == "VirtualKeyCreated").await;
+    assert_eq!(first["arguments"][0]["keyName"], "once");
+    let second = read_until(&mut admin_a, |m| m["target"] == "VirtualKeyCreated").await;
+    assert_eq!(second["arguments"][0]["keyName"], "second", "the repeated entry was skipped");
+    assert_eq!(count_arrivals(&mut admin_a, "VirtualKeyCreated", Duration::from_millis(500)).await, 0);
+}

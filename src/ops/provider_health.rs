@@ -137,15 +137,22 @@ pub struct Adopt {
     pub info: ProviderHealthInfo,
     /// The status before the change, as the node that noticed it saw it.
     pub previous: Option<HealthStatus>,
+    /// Noticed by another node: this node's own recent outcomes no longer describe the status.
+    pub remote: bool,
 }
 
 impl Handler<Adopt> for ProviderHealth {
     type Result = ();
     fn handle(&mut self, msg: Adopt, _: &mut Self::Context) {
-        let Adopt { info, previous } = msg;
+        let Adopt { info, previous, remote } = msg;
         // Only known providers: nodes share their configuration, and a stray name must not grow the table.
         let Some(p) = self.providers.get_mut(&info.provider.to_ascii_lowercase()) else { return };
         p.info = info.clone();
+        if remote {
+            // A fresh window, as after a worker's report: otherwise this node's next outcome would judge
+            // from its own older outcomes and flip the status back, and nodes would take turns.
+            p.outcomes.clear();
+        }
         self.notifier.do_send(AdminEvent::ProviderHealth(info.clone()));
         if let Some(hub) = &self.navigation {
             crate::hubs::navigation_state::provider_health_changed(hub, &info, previous);
