@@ -246,15 +246,7 @@ async fn a_key_disabled_on_one_node_loses_its_connections_on_the_other() {
 
 /// Negotiates on `srv` with `key`: `Ok(connectionId)` or `Err(the error text)`.
 async fn negotiate(srv: &TestServer, key: &str) -> Result<String, String> {
-    let mut res = srv
-        .client()
-        .post(srv.url("/hubs/image-generation/negotiate?negotiateVersion=1"))
-        .bearer_auth(key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let body = json_body(&mut res).await;
+    let body = common::negotiate_image_hub(srv, key).await;
     match body["connectionId"].as_str() {
         Some(id) => Ok(id.to_string()),
         None => Err(body["error"].as_str().unwrap_or_default().to_string()),

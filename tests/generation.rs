@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use awc::http::StatusCode;
-use common::{json_body, Options, TestServer, MASTER_KEY};
+use common::{json_body, negotiate_image_hub, Options, TestServer, MASTER_KEY};
 use serde_json::{json, Value};
 
 async fn create_key(srv: &TestServer, body: Value) -> (String, i64) {
@@ -386,18 +386,6 @@ async fn with_redis_jobs_go_to_the_jobs_stream_and_workers_report_through_the_ev
     assert_eq!(done["result"], result);
 }
 
-async fn negotiate_with(srv: &TestServer, key: &str) -> Value {
-    let mut res = srv
-        .client()
-        .post(srv.url("/hubs/image-generation/negotiate?negotiateVersion=1"))
-        .bearer_auth(key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    json_body(&mut res).await
-}
-
 #[actix_rt::test]
 async fn a_key_that_connects_abusively_fast_is_cooled_down() {
     let srv = TestServer::start_with(Options {
@@ -412,13 +400,13 @@ async fn a_key_that_connects_abusively_fast_is_cooled_down() {
     let (key, _) = create_key(&srv, json!({"keyName": "hammer"})).await;
     let (calm, _) = create_key(&srv, json!({"keyName": "calm"})).await;
     for _ in 0..5 {
-        assert!(negotiate_with(&srv, &key).await.get("connectionId").is_some());
+        assert!(negotiate_image_hub(&srv, &key).await.get("connectionId").is_some());
     }
-    let refused = negotiate_with(&srv, &key).await;
+    let refused = negotiate_image_hub(&srv, &key).await;
     assert!(refused["error"].as_str().unwrap().starts_with("Too many connection attempts"), "{refused}");
-    let still = negotiate_with(&srv, &key).await;
+    let still = negotiate_image_hub(&srv, &key).await;
     assert!(still.get("error").is_some(), "the cool-down holds");
-    assert!(negotiate_with(&srv, &calm).await.get("connectionId").is_some(), "other keys are unaffected");
+    assert!(negotiate_image_hub(&srv, &calm).await.get("connectionId").is_some(), "other keys are unaffected");
 }
 
 #[actix_rt::test]

@@ -457,16 +457,22 @@ async fn open(state: &AppState, spec: StreamSpec) -> SpacesResult {
         .streaming(body))
 }
 
+/// The entity a public-key caller acts as: its stream ends when that entity's membership is revoked.
+/// A secret-key stream belongs to no entity, whatever its JWT names.
+fn public_entity_id(caller: &super::auth::Caller) -> Option<String> {
+    match caller {
+        super::auth::Caller::Public { entity } => Some(entity.id.clone()),
+        super::auth::Caller::Secret { .. } => None,
+    }
+}
+
 /// GET /api/smart-spaces/:id/stream (member).
 pub(super) async fn space_stream(req: HttpRequest, id: web::Path<String>, state: web::Data<AppState>) -> SpacesResult {
     let caller = authenticate(&req, &state.spaces, &state.db).await?;
     caller.require_member(&state.db, &id).await?;
     repo::get_space(&state.db, &id).await?.ok_or_else(|| SpacesError::not_found("SmartSpace not found"))?;
     let start = start_point(&req)?;
-    let entity_id = match &caller {
-        super::auth::Caller::Public { entity } => Some(entity.id.clone()),
-        super::auth::Caller::Secret { .. } => None,
-    };
+    let entity_id = public_entity_id(&caller);
     open(
         &state,
         StreamSpec {
@@ -525,10 +531,7 @@ pub(super) async fn run_stream(req: HttpRequest, id: web::Path<String>, state: w
     let caller = authenticate(&req, &state.spaces, &state.db).await?;
     let run = super::runs::visible_run(&state, &caller, &id).await?;
     let start = start_point(&req)?;
-    let entity_id = match &caller {
-        super::auth::Caller::Public { entity } => Some(entity.id.clone()),
-        super::auth::Caller::Secret { .. } => None,
-    };
+    let entity_id = public_entity_id(&caller);
     open(
         &state,
         StreamSpec {

@@ -181,3 +181,17 @@ where
     let bytes = res.body().limit(10 * 1024 * 1024).await.expect("response body");
     serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("JSON body, got {:?}", String::from_utf8_lossy(&bytes)))
 }
+
+/// Negotiates on the image generation hub with a virtual key; answers the negotiate body, which holds
+/// either a `connectionId` or the `error` that refused it.
+pub async fn negotiate_image_hub(srv: &TestServer, key: &str) -> serde_json::Value {
+    let mut res = srv
+        .client()
+        .post(srv.url("/hubs/image-generation/negotiate?negotiateVersion=1"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .expect("negotiate answers");
+    assert_eq!(res.status(), awc::http::StatusCode::OK);
+    json_body(&mut res).await
+}
